@@ -1,0 +1,52 @@
+# orion: the two commands a new user types are `make run` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+DATA    := data
+PORT    ?= 8000
+
+.PHONY: run test check bench setup setup-dev system clean
+
+run: setup  ## set up, migrate, serve the example app at http://127.0.0.1:$(PORT)
+	mkdir -p $(DATA)
+	ORION_ENV=$${ORION_ENV:-development} ORION_DB=$${ORION_DB:-$(DATA)/app.sqlite} \
+	  $(BIN)/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) wsgi:app
+
+test: setup-dev system  ## set up everything the suite needs, then run the whole suite
+	$(BIN)/python -m pytest
+
+check: setup-dev  ## lint, types and tests
+	$(BIN)/ruff check app tests bench scripts
+	$(BIN)/mypy app/belt
+	$(BIN)/python -m pytest
+
+bench: setup-dev  ## benchmarks; results land in bench/RESULTS.md (never part of make test)
+	$(BIN)/python -m bench.run
+
+setup: $(VENV)/.runtime app/static/datastar.js
+
+setup-dev: setup $(VENV)/.dev
+
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt requirements.txt | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+app/static/datastar.js: scripts/install_datastar.py | $(VENV)/bin/python
+	$(BIN)/python scripts/install_datastar.py
+
+# System packages the browser tests need (Debian). Installs only what is missing, as root.
+system:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: run 'sudo apt-get install -y chromium' (the browser tests drive /usr/bin/chromium)"; exit 1; fi; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache

@@ -1,0 +1,196 @@
+"""Boot: settings, the runtime, error pages, and the gunicorn hooks.
+
+``create_app()`` reads as the boot liturgy: ``settings`` → store → bus → ``install`` →
+migrate each feature → register blueprints. This module holds the parts of that liturgy that
+are the same in every orion app.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import traceback
+from pathlib import Path
+from typing import Any
+
+import gevent
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, ValidationError
+
+from .bus import Bus
+from .html import html
+from .runtime import Runtime, runtime
+from .store import Store
+
+log = logging.getLogger("orion")
+
+_SQLITE_MAX_ID = 2**63 - 1
+
+
+def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Load orion's settings into ``app.config``: defaults < environment < ``overrides``.
+
+    ORION_ENV            development | production (default production: no tracebacks shown)
+    ORION_DB             the SQLite file (default data/app.sqlite under the project root)
+    ORION_SYNCHRONOUS    NORMAL (default) or FULL; see app/belt/store.py for the trade-off
+    ORION_HEARTBEAT      seconds between stream heartbeats (default 15)
+    ORION_DATASTAR_URL   where pages load the Datastar client (default: our own static copy)
+    ORION_MAX_BODY       largest request body in bytes (default 256 KiB)
+    ORION_STATS          expose /_orion/stats (default: on in development only)
+    SECRET_KEY           signs cookies; generated into data/secret_key on first boot
+    """
+    root = Path(app.root_path).parent
+    env = os.environ
+    cfg: dict[str, Any] = {
+        "ORION_ENV": env.get("ORION_ENV", "production"),
+        "ORION_DB": env.get("ORION_DB", str(root / "data" / "app.sqlite")),
+        "ORION_SYNCHRONOUS": env.get("ORION_SYNCHRONOUS", "NORMAL"),
+        "ORION_HEARTBEAT": float(env.get("ORION_HEARTBEAT", "15")),
+        "ORION_DATASTAR_URL": env.get("ORION_DATASTAR_URL", "/static/datastar.js"),
+        "MAX_CONTENT_LENGTH": int(env.get("ORION_MAX_BODY", str(256 * 1024))),
+    }
+    cfg.update(overrides or {})
+    if cfg["ORION_ENV"] not in ("development", "production"):
+        raise SystemExit(
+            f"ORION_ENV={cfg['ORION_ENV']!r} is not a mode; set it to 'development' or 'production'."
+        )
+    cfg.setdefault("ORION_STATS", env.get("ORION_STATS", "1" if cfg["ORION_ENV"] == "development" else "0") == "1")
+    cfg.setdefault("SECRET_KEY", env.get("SECRET_KEY") or _secret_key(Path(cfg["ORION_DB"]).parent))
+    app.config.update(cfg)
+    return cfg
+
+
+def _secret_key(folder: Path) -> str:
+    path = folder / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key)
+    return key
+
+
+def install(app: Flask, store: Store, bus: Bus) -> Runtime:
+    """Hang the runtime on ``app`` and add what every orion app shares."""
+    rt = Runtime(
+        store=store,
+        bus=bus,
+        development=app.config["ORION_ENV"] == "development",
+        heartbeat=float(app.config["ORION_HEARTBEAT"]),
+    )
+    rt.datastar_url = app.config["ORION_DATASTAR_URL"]
+    app.extensions["orion"] = rt
+    app.url_map.converters["id"] = IdConverter
+    _error_pages(app, rt)
+    app.add_url_rule("/_orion/health", "orion_health", _health)
+    if app.config.get("ORION_STATS"):
+        app.add_url_rule("/_orion/stats", "orion_stats", _stats)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return rt
+
+
+class IdConverter(BaseConverter):
+    """``<id:todo_id>``: a positive SQLite rowid; anything else is a 404, never a 500."""
+
+    regex = r"[1-9][0-9]{0,18}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > _SQLITE_MAX_ID:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
+def _health() -> Response:
+    rt = runtime()
+    return jsonify(status="stopping" if rt.stopping else "ok", streams=len(rt.streams))
+
+
+def _stats() -> Response:
+    return jsonify(runtime().stats())
+
+
+def _wants_html() -> bool:
+    return (
+        request.headers.get("Datastar-Request") != "true"
+        and request.accept_mimetypes.accept_html
+        and request.accept_mimetypes["text/html"] >= request.accept_mimetypes["text/plain"]
+    )
+
+
+def _error_pages(app: Flask, rt: Runtime) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        message = getattr(exc, "message", None) or _friendly(exc)
+        status = exc.code or 500
+        if status >= 500:
+            log.error("%s %s -> %s %s", request.method, request.path, status, message)
+        if _wants_html():
+            body = html(
+                "<!doctype html><meta charset=utf-8><title>{} {}</title>"
+                '<main style="font:16px system-ui;max-width:40rem;margin:4rem auto">'
+                '<h1>{}</h1><p>{}</p><p><a href="/">Back to the start page</a></p></main>',
+                status, exc.name, exc.name, message,
+            )
+            return Response(body, status=status, mimetype="text/html")
+        return Response(message + "\n", status=status, mimetype="text/plain")
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception) -> Response:
+        log.exception("%s %s failed", request.method, request.path)
+        if rt.development:
+            trace = "".join(traceback.format_exception(exc))
+            if _wants_html():
+                return Response(
+                    html("<!doctype html><title>Error</title><h1>{}</h1><pre>{}</pre>", repr(exc), trace),
+                    status=500, mimetype="text/html",
+                )
+            return Response(trace, status=500, mimetype="text/plain")
+        return Response(
+            "Internal Server Error: the failure was logged. Try again; if it persists, "
+            "tell the operator the time it happened.\n",
+            status=500, mimetype="text/plain",
+        )
+
+
+def _friendly(exc: HTTPException) -> str:
+    if exc.code == 404:
+        return f"Nothing here: {request.path!r} is not a page or command of this app, or what it names no longer exists."
+    if exc.code == 405:
+        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
+        return f"{request.method} is not allowed on {request.path!r}; use {allowed or 'another method'}."
+    if exc.code == 413:
+        return f"The request body is too large: the limit is {request.max_content_length:,} bytes."
+    return str(exc.description or exc.name)
+
+
+# -- gunicorn (called from gunicorn.conf.py; imported lazily, after gevent has patched) --
+
+def gunicorn_post_worker_init(worker: Any) -> None:
+    """Watch for SIGTERM: end every stream at once so the graceful drain finishes quickly."""
+    app = worker.wsgi
+    rt = runtime(app)
+
+    def watch() -> None:
+        while worker.alive:
+            gevent.sleep(0.1)
+        log.info("worker %s stopping: ending %d streams", worker.pid, len(rt.streams))
+        rt.shutdown(close_store=False)
+
+    gevent.spawn(watch)
+
+
+def gunicorn_worker_exit(server: Any, worker: Any) -> None:
+    """After the last request finished: close the store (a final checkpoint, clean WAL)."""
+    try:
+        rt = runtime(worker.wsgi)
+    except Exception:
+        return
+    rt.shutdown(close_store=True)

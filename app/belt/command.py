@@ -1,0 +1,173 @@
+"""Commands: validate the request's signals, write, publish; answer only the requester.
+
+A command handler is ``handler(ctx, data, respond, **url_values)``. ``data`` is the shape's
+clean value. ``respond`` collects requester-scoped feedback (a form's errors, a toast, a
+reset); shared truth never travels in a command's response, it reaches every viewer,
+the requester included, through the bus and the live regions.
+
+One handler serves three kinds of client:
+
+* a Datastar action (``Datastar-Request: true``): 200 with the feedback as SSE events, or
+  204 when there is nothing to say;
+* a plain ``<form>`` post without JavaScript: a 303 back to the page on success, or the
+  page re-rendered with its errors (422) when the command names a ``page``;
+* anything else (an API client, curl): 204, or 422 with ``{"errors": {...}}``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Response, redirect, request
+from markupsafe import Markup
+
+from . import shape as shapes
+from . import signals as signals_mod
+from . import sse
+from .ctx import Ctx
+from .html import html
+from .runtime import request_ctx
+from .signals import BadInput
+
+Handler = Callable[..., Any]
+PageFallback = Callable[[Ctx, dict[str, str], dict[str, Any]], Markup]
+
+
+class Refused(BadInput):
+    """Raise from a handler to refuse with a status and a message (404, 409, 403, ...)."""
+
+
+class Respond:
+    """The requester's feedback for one command."""
+
+    def __init__(self, datastar: bool) -> None:
+        self.datastar = datastar
+        self.events: list[str] = []
+        self.location: str | None = None
+
+    def patch(self, elements: Markup | str, **options: Any) -> None:
+        """Patch elements into the requester's page only (see ``sse.patch_elements``)."""
+        self.events.append(sse.patch_elements(elements, **options))
+
+    def signals(self, values: dict[str, Any] | None = None, **more: Any) -> None:
+        """Patch signals in the requester's page, e.g. ``respond.signals(title="")``."""
+        self.events.append(sse.patch_signals({**(values or {}), **more}))
+
+    def script(self, script: str) -> None:
+        self.events.append(sse.execute_script(script))
+
+    def toast(self, message: str, *, level: str = "info") -> None:
+        """A short message in the requester's toast area (the ``toast`` pattern)."""
+        from app.patterns.toast import toast
+
+        self.events.append(sse.patch_elements(toast(message, level=level), selector="#toasts", mode="append"))
+
+    def redirect(self, url: str) -> None:
+        """Send the requester to ``url`` (a 303 for forms, a script for Datastar)."""
+        self.location = url
+
+    def errors(self, form_id: str, issues: dict[str, str], fields: list[str]) -> None:
+        """Show ``issues`` next to each field of ``form_id`` and clear the fields that are fine."""
+        from app.patterns.forms import field_error
+
+        for name in fields:
+            self.patch(field_error(form_id, name, issues.get(name)))
+
+
+def command(
+    handler: Handler,
+    *,
+    shape: Any = None,
+    form: str | None = None,
+    page: PageFallback | None = None,
+) -> Callable[..., Response | tuple[Any, int]]:
+    """Turn ``handler`` into a Flask view that reads, validates and answers.
+
+    ``shape`` validates the signals (an ``app.belt.shape`` shape, a Pydantic model, or any
+    object with ``parse(data) -> Parsed``). ``form`` is the id of the form whose fields show
+    the issues. ``page(ctx, issues, values)`` re-renders the page for a form post without
+    JavaScript that failed validation.
+    """
+    validator = shapes.adapt(shape) if shape is not None else None
+
+    @functools.wraps(handler)
+    def view(**url_values: Any) -> Response | tuple[Any, int]:
+        is_datastar = request.headers.get("Datastar-Request") == "true"
+        raw = signals_mod.read(request)
+        ctx = request_ctx(raw)
+        respond = Respond(is_datastar)
+        data: Any = raw
+        if validator is not None:
+            parsed = validator.parse(raw)
+            if not parsed.ok:
+                return _invalid(ctx, respond, parsed.issues, raw, form, page, validator)
+            data = parsed.value
+            if form is not None and is_datastar:
+                respond.errors(form, {}, _field_names(validator))
+        handler(ctx, data, respond, **url_values)
+        return _answer(respond)
+
+    view.orion_kind = "command"  # type: ignore[attr-defined]
+    return view
+
+
+def _field_names(validator: Any) -> list[str]:
+    """The top-level field names of an ``obj`` shape (empty for other validators)."""
+    fields = getattr(validator, "fields", None) or ()
+    if isinstance(fields, dict):
+        return list(fields)
+    return [name for name, _ in fields]
+
+
+def _invalid(
+    ctx: Ctx,
+    respond: Respond,
+    issues: dict[str, str],
+    raw: dict[str, Any],
+    form: str | None,
+    page: PageFallback | None,
+    validator: Any,
+) -> Response | tuple[Any, int]:
+    if respond.datastar:
+        if form is not None:
+            respond.errors(form, issues, sorted(set(_field_names(validator)) | set(issues)))
+        else:
+            respond.toast(" ".join(issues.values()), level="error")
+        return _answer(respond)
+    if page is not None and request.accept_mimetypes.accept_html:
+        return Response(page(ctx, issues, raw), status=422, mimetype="text/html")
+    return {"errors": dict(issues)}, 422
+
+
+def _answer(respond: Respond) -> Response:
+    if respond.datastar:
+        if respond.location is not None:
+            respond.script(f"window.location.assign({_js_string(respond.location)})")
+        if not respond.events:
+            return Response(status=204)
+        return Response("".join(respond.events), headers=sse.SSE_HEADERS)
+    if request.accept_mimetypes.accept_html or request.mimetype == "application/x-www-form-urlencoded":
+        return redirect(respond.location or _back(), code=303)
+    return Response(status=204)
+
+
+def _back() -> str:
+    """Where a form post returns: the same-origin page it came from, else the root."""
+    referrer = request.referrer
+    if referrer:
+        parts = urlsplit(referrer)
+        if parts.netloc == request.host:
+            return parts.path + (f"?{parts.query}" if parts.query else "")
+    return "/"
+
+
+def _js_string(value: str) -> str:
+    import json
+
+    return json.dumps(value).replace("<", "\\u003c")
+
+
+__all__ = ["Refused", "Respond", "command", "html"]

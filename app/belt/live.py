@@ -1,0 +1,228 @@
+"""Live regions: the parts of a page that re-render themselves when the store changes.
+
+A **region** is ``model(ctx) -> data`` plus ``view(data) -> Html`` plus what wakes it
+(``topics`` on the bus, ``watch`` Watchables). A **stream** is one SSE connection that carries
+all the regions of a page (browsers allow only 6 HTTP/1.1 connections per origin).
+
+On every wake a stream recomputes each region's model. Equal to what this viewer last saw:
+nothing is sent. Otherwise the render is taken from the shared render cache (renders equal
+distinct models, not viewers) or made once, and one ``datastar-patch-elements`` event goes out
+through this connection's compressor. Reads inside models are memoized by store generation,
+so N viewers waking on one publish run one query.
+
+Wakes coalesce: a wake is a flag, not a queue. A viewer whose socket is slow sits in its
+write while later wakes only re-set the flag, so it gets fewer, later, complete frames and
+its memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+from flask import Response, request
+from markupsafe import Markup
+
+from . import sse
+from .bus import Watchable, subscribe_all
+from .ctx import Ctx
+from .html import html
+from .runtime import Runtime, request_ctx, runtime
+
+log = logging.getLogger("orion.live")
+
+Model = Any
+View = Callable[[Any], Markup]
+WatchSpec = Watchable | Callable[[Ctx], Watchable]
+
+_RENDER_CACHE_SIZE = 64
+
+
+@dataclass(eq=False)
+class Region:
+    """One live part of a page, identified in the DOM by ``id``."""
+
+    id: str
+    model: Callable[[Ctx], Model]
+    view: View
+    topics: tuple[str, ...] = ()
+    watch: tuple[WatchSpec, ...] = ()
+    _renders: OrderedDict[Hashable, bytes] = field(default_factory=OrderedDict, repr=False)
+
+    def render(self, ctx: Ctx) -> Markup:
+        """The region's HTML for ``ctx`` now (what a page GET embeds)."""
+        return self.view(self.model(ctx))
+
+    def event(self, model: Model, stats: Any = None) -> bytes:
+        """The patch-elements event for ``model``, shared by every viewer with an equal one."""
+        try:
+            cached = self._renders.get(model)
+        except TypeError:  # an unhashable model (a dict, a list) renders per viewer
+            return self._render_event(model, stats)
+        if cached is not None:
+            self._renders.move_to_end(model)
+            if stats is not None:
+                stats.render_hits += 1
+            return cached
+        event = self._render_event(model, stats)
+        self._renders[model] = event
+        if len(self._renders) > _RENDER_CACHE_SIZE:
+            self._renders.popitem(last=False)
+        return event
+
+    def _render_event(self, model: Model, stats: Any) -> bytes:
+        if stats is not None:
+            stats.renders += 1
+        return sse.patch_elements(self.view(model)).encode()
+
+
+def region(
+    id: str,
+    *,
+    model: Callable[[Ctx], Model],
+    view: View,
+    topics: Sequence[str] = (),
+    watch: Sequence[WatchSpec] = (),
+) -> Region:
+    """Declare a live region.
+
+    ``view(model)`` must return one element whose ``id`` is ``id`` (Datastar morphs by id).
+    The model should be hashable (tuples, frozen dataclasses, sqlite3 rows) so that viewers
+    with equal models share one render; an unhashable model still works, rendered per viewer.
+    """
+    if not id or not id.replace("-", "").replace("_", "").isalnum():
+        raise ValueError(f"A region id is letters, digits, '-' and '_' (got {id!r}).")
+    if isinstance(topics, str):
+        raise TypeError(f"topics is a list of topic names; write topics=[{topics!r}].")
+    return Region(id=id, model=model, view=view, topics=tuple(topics), watch=tuple(watch))
+
+
+class Stream:
+    """One viewer's SSE connection: the loop that turns wakes into patch events."""
+
+    def __init__(
+        self,
+        rt: Runtime,
+        ctx: Ctx,
+        regions: Sequence[Region],
+        encoder: sse.StreamEncoder,
+        authorize: Callable[[Ctx], bool] | None,
+    ) -> None:
+        self.rt = rt
+        self.ctx = ctx
+        self.regions = tuple(regions)
+        self.encoder = encoder
+        self.authorize = authorize
+        self.wake = gevent.event.Event()
+        self.ending = False
+        self.seen: dict[str, Model] = {}
+
+    def end(self) -> None:
+        """Ask the stream to send its final event and close (shutdown, revocation)."""
+        self.ending = True
+        self.wake.set()
+
+    def _on_change(self) -> None:
+        self.wake.set()
+
+    def events(self) -> Iterator[bytes]:
+        rt, ctx = self.rt, self.ctx
+        watchables: list[Watchable] = []
+        for r in self.regions:
+            watchables.extend(ctx.bus.topic(t) for t in r.topics)
+            watchables.extend(w if hasattr(w, "subscribe") else w(ctx) for w in r.watch)  # type: ignore[operator]
+        unsubscribe = subscribe_all(watchables, self._on_change)
+        rt.streams.add(self)
+        rt.live.streams_opened += 1
+        try:
+            # A first comment at once, so the headers leave and proxies see a live stream.
+            yield self._send(sse.comment("orion live"))
+            while not self.ending:
+                self.wake.clear()
+                if self.authorize is not None and not self.authorize(ctx):
+                    yield self._send(self._revoked())
+                    return
+                frame = self._frame()
+                if frame:
+                    yield self._send(frame)
+                if self.ending:
+                    break
+                if not self.wake.wait(timeout=rt.heartbeat):
+                    # The heartbeat is the only way a WSGI server notices a dead client.
+                    yield self._send(sse.comment("hb"))
+                else:
+                    rt.live.wakes += 1
+            # Shutdown: tell the client why, then close cleanly (it reconnects elsewhere).
+            yield self._send(sse.comment("server stopping, reconnect"))
+        finally:
+            unsubscribe()
+            rt.streams.discard(self)
+
+    def _frame(self) -> bytes:
+        chunks = []
+        for r in self.regions:
+            model = r.model(self.ctx)
+            if r.id in self.seen and self.seen[r.id] == model:
+                self.rt.live.unchanged += 1
+                continue
+            self.seen[r.id] = model
+            chunks.append(r.event(model, self.rt.live))
+        return b"".join(chunks)
+
+    def _revoked(self) -> bytes:
+        parts = [
+            sse.patch_elements(
+                html('<div id="{}" class="revoked" role="status">Access revoked. '
+                     '<a href="">Reload</a> to sign in again.</div>', r.id)
+            ).encode()
+            for r in self.regions
+        ]
+        return b"".join(parts)
+
+    def _send(self, data: bytes | str) -> bytes:
+        raw = data.encode() if isinstance(data, str) else data
+        out = self.encoder.encode(raw.decode())
+        live = self.rt.live
+        live.events += 1
+        live.raw_bytes += len(raw)
+        live.wire_bytes += len(out)
+        return out
+
+
+def stream(
+    regions: Sequence[Region],
+    *,
+    ctx: Ctx | None = None,
+    authorize: Callable[[Ctx], bool] | None = None,
+) -> Response:
+    """The SSE response that keeps ``regions`` live for the requesting viewer."""
+    rt = runtime()
+    if ctx is None:
+        ctx = request_ctx()
+    encoding = sse.negotiate(request.headers.get("Accept-Encoding"))
+    encoder = sse.StreamEncoder(encoding)
+    live_stream = Stream(rt, ctx, regions, encoder, authorize)
+    headers = dict(sse.SSE_HEADERS)
+    headers["Vary"] = "Accept-Encoding"
+    if encoding != "identity":
+        headers["Content-Encoding"] = encoding
+    return Response(live_stream.events(), headers=headers, direct_passthrough=True)
+
+
+def live_attrs(url: str) -> Markup:
+    """The attribute that opens a page's stream, with reconnect options chosen for deploys.
+
+    Datastar v1 retries a stream only after a network error, with backoff up to a maximum
+    count, and gives up after that. A server restart closes streams cleanly, so we ask for
+    ``retry: 'always'``, an unlimited count and a short ceiling: a restart, a deploy and a
+    dropped network all end with the page live, and the first frame after a reconnect is a
+    complete render.
+    """
+    action = f"@get({json.dumps(url)}, {{retry: 'always', retryMaxCount: Infinity, retryInterval: 500, retryMaxWait: 5000}})"
+    return html(' data-init="{}"', action)

@@ -1,0 +1,114 @@
+"""The runtime: the one object per process that owns the store, the bus and open streams.
+
+``create_app()`` builds it and hangs it on ``app.extensions["orion"]``; ``runtime()`` finds it
+from inside a request. Shutdown lives here because it must touch all three in order: stop the
+streams (clients reconnect elsewhere), then close the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import gevent
+from flask import Flask, current_app, request
+
+from .bus import Bus
+from .ctx import BoundBus, Ctx
+from .store import Store
+
+if TYPE_CHECKING:
+    from .live import Stream
+
+log = logging.getLogger("orion")
+
+
+@dataclass
+class LiveStats:
+    """What the fan-out did; read by the benchmarks and the health endpoint."""
+
+    streams_opened: int = 0
+    wakes: int = 0
+    renders: int = 0
+    render_hits: int = 0
+    unchanged: int = 0
+    events: int = 0
+    raw_bytes: int = 0
+    wire_bytes: int = 0
+
+
+@dataclass
+class Runtime:
+    store: Store
+    bus: Bus
+    development: bool = False
+    heartbeat: float = 15.0
+    streams: set[Stream] = field(default_factory=set)
+    live: LiveStats = field(default_factory=LiveStats)
+    started: float = field(default_factory=time.time)
+    stopping: bool = False
+    datastar_url: str = "/static/datastar.js"
+    on_shutdown: list[Callable[[], None]] = field(default_factory=list)
+
+    def ctx(self, signals: dict[str, Any] | None = None, **kwargs: Any) -> Ctx:
+        """A fresh ctx bound to this runtime's store and bus."""
+        return Ctx(store=self.store, bus=BoundBus(self.bus, self.store), signals=signals or {}, **kwargs)
+
+    def stats(self) -> dict[str, Any]:
+        s = self.store.stats
+        return {
+            "pid": os.getpid(),
+            "streams": len(self.streams),
+            "subscribers": self.bus.subscriber_count(),
+            "published": self.bus.published,
+            "store": {"queries": s.queries, "memo_hits": s.memo_hits, "writes": s.writes,
+                      "commits": s.commits, "rollbacks": s.rollbacks, "lock_waits": s.lock_waits},
+            "live": dict(self.live.__dict__),
+            "uptime": round(time.time() - self.started, 3),
+        }
+
+    def shutdown(self, *, close_store: bool = True, timeout: float = 5.0) -> None:
+        """End every stream with a final event; then (``close_store``) run the hooks and close.
+
+        Called twice under gunicorn: on SIGTERM with ``close_store=False`` (streams end at once,
+        so the drain does not wait for them; in-flight commands still finish), and again when
+        the worker exits, to close the store after the last request.
+        """
+        if not self.stopping:
+            self.stopping = True
+            for stream in list(self.streams):
+                stream.end()
+            deadline = time.monotonic() + timeout
+            while self.streams and time.monotonic() < deadline:
+                gevent.sleep(0.02)
+        if close_store and not self.store.closed:
+            for hook in self.on_shutdown:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("shutdown hook %r failed", hook)
+            self.store.close()
+
+
+def runtime(app: Flask | None = None) -> Runtime:
+    """The runtime of ``app`` (default: the current Flask app)."""
+    target = app if app is not None else current_app
+    try:
+        rt: Runtime = target.extensions["orion"]
+    except KeyError:
+        raise RuntimeError(
+            f"{target.name!r} has no orion runtime: build the app with create_app(), which "
+            "calls belt.install(app, ...)."
+        ) from None
+    return rt
+
+
+def request_ctx(signals: dict[str, Any] | None = None) -> Ctx:
+    """A fresh ctx for the current request: its store, bus, signals and request."""
+    rt = runtime()
+    ctx = rt.ctx(signals=signals, request=request._get_current_object())  # type: ignore[attr-defined]
+    return ctx

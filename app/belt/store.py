@@ -1,0 +1,405 @@
+"""The store: plain SQL over one SQLite file, synchronous on purpose.
+
+Five calls carry the whole seam: ``query``, ``one``, ``exec``, ``tx`` and ``close``.
+Views and models read with no ``await`` and no ``yield``; commands write inside ``tx()``.
+
+Platform facts this module is built on (measured on the target machine, see DESIGN.md §5):
+
+* One **writer** connection, its transactions serialized by a gevent lock, and a separate
+  **reader** connection in autocommit mode, so a read never sees an uncommitted write of a
+  command that is still running in another greenlet.
+* Every write transaction starts with ``BEGIN IMMEDIATE``: a deferred transaction that reads
+  and then writes fails at once with ``SQLITE_BUSY_SNAPSHOT`` whatever the busy timeout.
+* sqlite3 calls block the gevent hub. Taking the write lock is tried first without waiting;
+  only if another *process* (a jobs worker, the CLI, a backup) holds it do we wait for it, and
+  that wait runs on gevent's thread pool so streams keep ticking while we wait.
+* ``PRAGMA data_version`` on the reader changes whenever any other connection commits (our
+  writer included). It is the store's ``generation``: reads are memoized per generation, so N
+  viewers re-reading the same list during one fan-out run one query.
+* ``synchronous=NORMAL`` (the default here) in WAL mode: a commit survives a crash or kill of
+  the process (the WAL is in the OS page cache); only an OS crash or power loss can lose the
+  last commits, never corrupt the file. It saves an fsync per commit on the hub. Set
+  ``synchronous="FULL"`` for fsync-per-commit durability.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import sqlite3
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.lock
+from greenlet import getcurrent
+
+log = logging.getLogger("orion.store")
+
+Row = sqlite3.Row
+Params = Sequence[Any] | dict[str, Any]
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_MEMO_LIMIT = 512
+_open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
+
+
+class MigrationError(RuntimeError):
+    """A migration cannot run: the boot stops here, before any request is served."""
+
+
+@dataclass
+class _Tx:
+    """The write transaction the current holder of the writer lock is running."""
+
+    owner: Any
+    depth: int = 0
+    # One list of after-commit callbacks per savepoint level: a rolled-back savepoint
+    # drops the publishes made inside it, a released one hands them to its parent.
+    pending: list[list[Callable[[], None]]] = field(default_factory=list)
+
+
+@dataclass
+class Stats:
+    """Counters the benchmarks and the health view read."""
+
+    queries: int = 0
+    memo_hits: int = 0
+    writes: int = 0
+    commits: int = 0
+    rollbacks: int = 0
+    lock_waits: int = 0
+
+
+class Store:
+    """One SQLite database: a serialized writer, a reader, memoized reads.
+
+    >>> store = Store(":memory:")  # doctest: +SKIP
+    >>> with store.tx():
+    ...     store.exec("CREATE TABLE t (x)")
+    ...     store.exec("INSERT INTO t VALUES (?)", (1,))
+    >>> store.query("SELECT x FROM t")[0]["x"]
+    1
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous={synchronous!r} is not a SQLite setting; use one of {_SYNCHRONOUS}."
+            )
+        self.path = str(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self.stats = Stats()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            target = self.path
+            uri = False
+        else:
+            # Two connections must see one in-memory database: name it and share its cache.
+            target = f"file:orion-mem-{id(self)}?mode=memory&cache=shared"
+            uri = True
+        self._writer = self._connect(target, uri, synchronous.upper())
+        self._reader = self._connect(target, uri, synchronous.upper())
+        self._lock = gevent.lock.RLock()
+        self._tx: _Tx | None = None
+        self._memo: OrderedDict[tuple[str, Any], Any] = OrderedDict()
+        self._memo_generation = -1
+        self._closed = False
+        self._on_close: list[Callable[[], None]] = []
+        _open_stores.add(self)
+
+    def _connect(self, target: str, uri: bool, synchronous: str) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves (sqlite3's implicit
+        # transactions would start DEFERRED ones). check_same_thread=False: a lock wait
+        # may run on the thread pool, but never concurrently with another call.
+        conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if self.path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        return conn
+
+    # -- reads ---------------------------------------------------------------------------
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever a commit has landed since the last call."""
+        self._check_open()
+        return int(self._reader.execute("PRAGMA data_version").fetchone()[0])
+
+    def query(self, sql: str, params: Params = ()) -> tuple[Row, ...]:
+        """All rows of a read, as an immutable tuple (memoized until the next commit)."""
+        if self._in_own_tx():
+            self.stats.queries += 1
+            return tuple(self._writer.execute(sql, params).fetchall())
+        return self._memoized(sql, params)
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        """The first row of a read, or None."""
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    def _memoized(self, sql: str, params: Params) -> tuple[Row, ...]:
+        generation = self.generation
+        if generation != self._memo_generation:
+            self._memo.clear()
+            self._memo_generation = generation
+        key = (sql, _freeze(params))
+        try:
+            rows: tuple[Row, ...] = self._memo[key]
+        except KeyError:
+            pass
+        else:
+            self.stats.memo_hits += 1
+            self._memo.move_to_end(key)
+            return rows
+        self.stats.queries += 1
+        rows = tuple(self._reader.execute(sql, params).fetchall())
+        self._memo[key] = rows
+        if len(self._memo) > _MEMO_LIMIT:
+            self._memo.popitem(last=False)
+        return rows
+
+    # -- writes --------------------------------------------------------------------------
+
+    def exec(self, sql: str, params: Params = ()) -> tuple[int, int | None]:
+        """Run one write; returns ``(rowcount, lastrowid)``. Outside ``tx()`` it is its own tx."""
+        if not self._in_own_tx():
+            with self.tx():
+                return self.exec(sql, params)
+        self.stats.writes += 1
+        cur = self._writer.execute(sql, params)
+        return cur.rowcount, cur.lastrowid
+
+    @contextmanager
+    def tx(self) -> Iterator[Store]:
+        """A write transaction (``BEGIN IMMEDIATE``); nested calls are savepoints.
+
+        Callbacks registered with ``after_commit`` inside it (the bus's publishes) run once
+        the outermost transaction commits, and are dropped if it, or their savepoint, rolls
+        back. Never hold a transaction across something that yields (network, sleep).
+        """
+        self._check_open()
+        if self._in_own_tx():
+            yield from self._savepoint()
+            return
+        self._lock.acquire()
+        try:
+            self._begin()
+            self._tx = _Tx(owner=getcurrent(), pending=[[]])
+            try:
+                yield self
+            except BaseException:
+                self._tx = None
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                self.stats.rollbacks += 1
+                raise
+            callbacks = self._tx.pending[0]
+            self._tx = None
+            try:
+                self._writer.execute("COMMIT")
+            except BaseException:
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+                self.stats.rollbacks += 1
+                raise
+            self.stats.commits += 1
+        finally:
+            self._tx = None
+            self._lock.release()
+        for callback in callbacks:
+            _safely(callback)
+
+    def _savepoint(self) -> Iterator[Store]:
+        tx = self._tx
+        assert tx is not None
+        tx.depth += 1
+        name = f"orion_sp_{tx.depth}"
+        tx.pending.append([])
+        self._writer.execute(f"SAVEPOINT {name}")
+        try:
+            yield self
+        except BaseException:
+            self._writer.execute(f"ROLLBACK TO {name}")
+            self._writer.execute(f"RELEASE {name}")
+            tx.pending.pop()
+            tx.depth -= 1
+            raise
+        self._writer.execute(f"RELEASE {name}")
+        done = tx.pending.pop()
+        tx.pending[-1].extend(done)
+        tx.depth -= 1
+
+    def _begin(self) -> None:
+        # Fast path: the lock is free (always, when this process is the only writer).
+        self._writer.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._writer.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        finally:
+            self._writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        # Another process holds the write lock: wait for it off the hub (DESIGN.md §5).
+        self.stats.lock_waits += 1
+        pool = gevent.get_hub().threadpool
+        pool.apply(self._writer.execute, ("BEGIN IMMEDIATE",))
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current greenlet's transaction commits; now if none."""
+        if self._in_own_tx():
+            assert self._tx is not None
+            self._tx.pending[-1].append(callback)
+        else:
+            _safely(callback)
+
+    def in_transaction(self) -> bool:
+        """True when the calling greenlet is inside ``tx()``."""
+        return self._in_own_tx()
+
+    def _in_own_tx(self) -> bool:
+        tx = self._tx
+        return tx is not None and tx.owner is getcurrent()
+
+    # -- migrations ----------------------------------------------------------------------
+
+    def migrate(self, owner: str, directory: str | Path) -> list[str]:
+        """Apply ``directory``'s numbered ``.sql`` files not yet applied; returns their names.
+
+        Each file runs in its own transaction and is recorded in ``_orion_migrations`` with
+        its SHA-256. A file edited after it was applied stops the boot: applied history is
+        never rewritten silently.
+        """
+        self.exec(
+            "CREATE TABLE IF NOT EXISTS _orion_migrations ("
+            " owner TEXT NOT NULL, name TEXT NOT NULL, checksum TEXT NOT NULL,"
+            " applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),"
+            " PRIMARY KEY (owner, name))"
+        )
+        directory = Path(directory)
+        files = sorted(p for p in directory.glob("*.sql") if p.is_file())
+        for path in files:
+            if not re.match(r"^\d{4}_[a-z0-9_]+\.sql$", path.name):
+                raise MigrationError(
+                    f"{path}: migration files are named NNNN_lower_snake.sql "
+                    f"(e.g. 0001_create_todos.sql); rename {path.name!r}."
+                )
+        applied = {
+            row["name"]: row["checksum"]
+            for row in self._writer.execute(
+                "SELECT name, checksum FROM _orion_migrations WHERE owner = ?", (owner,)
+            )
+        }
+        ran = []
+        for path in files:
+            sql = path.read_text(encoding="utf-8")
+            checksum = hashlib.sha256(sql.encode()).hexdigest()
+            if path.name in applied:
+                if applied[path.name] != checksum:
+                    raise MigrationError(
+                        f"{path} was edited after it was applied to {self.path} "
+                        f"(recorded sha256 {applied[path.name][:12]}…, file now {checksum[:12]}…). "
+                        "Applied migrations are history: restore the file as it was and put the "
+                        "change in a new, higher-numbered migration."
+                    )
+                continue
+            with self.tx():
+                try:
+                    for statement in _statements(sql):
+                        self._writer.execute(statement)
+                except sqlite3.Error as exc:
+                    raise MigrationError(f"{path} failed: {exc}. Nothing of it was applied.") from exc
+                self._writer.execute(
+                    "INSERT INTO _orion_migrations (owner, name, checksum) VALUES (?, ?, ?)",
+                    (owner, path.name, checksum),
+                )
+            ran.append(path.name)
+            log.info("migrated %s %s", owner, path.name)
+        return ran
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the store closes (used to end streams before the file)."""
+        self._on_close.append(callback)
+
+    def close(self) -> None:
+        """Close both connections (idempotent). Waits for a running transaction to end."""
+        if self._closed:
+            return
+        for callback in self._on_close:
+            _safely(callback)
+        with self._lock:
+            self._closed = True
+            self._memo.clear()
+            try:
+                self._writer.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self._writer.close()
+            self._reader.close()
+        _open_stores.discard(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"The store {self.path!r} is closed; no reads or writes after close().")
+
+    def __repr__(self) -> str:
+        return f"<Store {self.path!r}{' closed' if self._closed else ''}>"
+
+
+def open_stores() -> list[Store]:
+    """Stores not yet closed in this process (the test suite's leak check reads it)."""
+    return list(_open_stores)
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a SQL script into complete statements (sqlite3.complete_statement decides)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            buffer = ""
+            if statement.strip(" ;\n"):
+                yield statement
+    if buffer.strip() and not _only_comments(buffer):
+        raise MigrationError(f"Incomplete SQL statement at the end of the file: {buffer.strip()[:80]!r}")
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in text.splitlines())
+
+
+def _freeze(params: Params) -> Any:
+    if isinstance(params, dict):
+        return tuple(sorted(params.items()))
+    return tuple(params)
+
+
+def _safely(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # a subscriber must never break the writer that published
+        log.exception("after-commit callback %r failed", callback)
+
