@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 
 import brotli  # type: ignore[import-untyped]  # brotli ships no type hints
-import psutil
+import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
 from markupsafe import Markup
 
 from app.belt.sse import StreamEncoder, patch_elements
@@ -28,16 +28,35 @@ ROW = Markup(
     '<li id="todo-{id}" class="todo{done_class}">'
     '<input type="checkbox" data-on:change="@post(\'/todos/{id}/toggle\')"{checked}>'
     "<label>{title}</label>"
-    '<button data-on:click="@delete(\'/todos/{id}\')">&times;</button></li>'
+    "<button data-on:click=\"@delete('/todos/{id}')\">&times;</button></li>"
 )
-WORDS = "buy milk eggs bread call mum fix bike book flights water plants pay rent".split()
+WORDS = (
+    "buy",
+    "milk",
+    "eggs",
+    "bread",
+    "call",
+    "mum",
+    "fix",
+    "bike",
+    "book",
+    "flights",
+    "water",
+    "plants",
+    "pay",
+    "rent",
+)
 
 
 def events() -> list[str]:
     """Return the 200 patch-elements events of the workload (deterministic)."""
     rng = random.Random(42)
     todos = [
-        {"id": i, "title": " ".join(rng.choices(WORDS, k=4)), "done": rng.random() < 0.3}
+        {
+            "id": i,
+            "title": " ".join(rng.choices(WORDS, k=4)),
+            "done": rng.random() < 0.3,
+        }
         for i in range(1, ROWS + 1)
     ]
     out = []
@@ -59,7 +78,9 @@ def events() -> list[str]:
     return out
 
 
-def streaming(quality: int, lgwin: int, encoding: str = "br") -> Callable[[list[str]], list[int]]:
+def streaming(
+    quality: int, lgwin: int, encoding: str = "br"
+) -> Callable[[list[str]], list[int]]:
     """Return a runner that sends every event through one StreamEncoder."""
 
     def run(texts: list[str]) -> list[int]:
@@ -78,15 +99,19 @@ def per_message(quality: int) -> Callable[[list[str]], list[int]]:
     return run
 
 
-def memory_kib(encoding: str, quality: int, lgwin: int, text: str, count: int = 500) -> float:
+def memory_kib(
+    encoding: str, quality: int, lgwin: int, text: str, count: int = 500
+) -> float:
     """Return the resident memory of one live encoder that has sent one event, in KiB."""
     process = psutil.Process()
     gc.collect()
-    before = process.memory_info().rss
-    encoders = [StreamEncoder(encoding, quality=quality, lgwin=lgwin) for _ in range(count)]
+    before: int = process.memory_info().rss
+    encoders = [
+        StreamEncoder(encoding, quality=quality, lgwin=lgwin) for _ in range(count)
+    ]
     for encoder in encoders:
         encoder.encode(text)
-    after = process.memory_info().rss
+    after: int = process.memory_info().rss
     del encoders
     return (after - before) / count / 1024
 
@@ -96,16 +121,24 @@ def main() -> None:
     texts = events()
     raw = sum(len(t.encode()) for t in texts) / len(texts)
     print(f"{EVENTS} events, {raw:.0f} B/event raw\n")
-    configs: list[tuple[str, Callable[[list[str]], list[int]], tuple[str, int, int] | None]] = []
+    configs: list[
+        tuple[str, Callable[[list[str]], list[int]], tuple[str, int, int] | None]
+    ] = []
     for quality in (3, 4, 5, 6):
         for lgwin in (16, 18, 22):
             configs.append(
-                (f"brotli q{quality} lgwin{lgwin}", streaming(quality, lgwin), ("br", quality, lgwin))
+                (
+                    f"brotli q{quality} lgwin{lgwin}",
+                    streaming(quality, lgwin),
+                    ("br", quality, lgwin),
+                )
             )
     configs.append(("streaming gzip -6", streaming(5, 16, "gzip"), ("gzip", 5, 16)))
     configs.append(("per-message brotli q5", per_message(5), None))
     configs.append(("per-message brotli q11", per_message(11), None))
-    print(f"{'config':24} {'first B':>8} {'B/event':>8} {'ratio':>7} {'µs/event':>9} {'KiB/conn':>9}")
+    print(
+        f"{'config':24} {'first B':>8} {'B/event':>8} {'ratio':>7} {'µs/event':>9} {'KiB/conn':>9}"
+    )
     for name, run, mem in configs:
         best = float("inf")
         for _ in range(RUNS):

@@ -133,11 +133,7 @@ class Stream:
 
     def events(self) -> Iterator[bytes]:
         rt, ctx = self.rt, self.ctx
-        watchables: list[Watchable] = []
-        for r in self.regions:
-            watchables.extend(ctx.bus.topic(t) for t in r.topics)
-            watchables.extend(w if hasattr(w, "subscribe") else w(ctx) for w in r.watch)  # type: ignore[operator]
-        unsubscribe = subscribe_all(watchables, self._on_change)
+        unsubscribe = subscribe_all(self._watchables(), self._on_change)
         rt.streams.add(self)
         rt.live.streams_opened += 1
         try:
@@ -146,7 +142,8 @@ class Stream:
             while not self.ending:
                 self.wake.clear()
                 if self.authorize is not None and not self.authorize(ctx):
-                    yield self._send(self._revoked())
+                    # Severed: the viewer sees why in place of each region, then the stream ends.
+                    yield self._send(self._revoked()) + self.encoder.close()
                     return
                 frame = self._frame()
                 if frame:
@@ -158,11 +155,20 @@ class Stream:
                     yield self._send(sse.comment("hb"))
                 else:
                     rt.live.wakes += 1
-            # Shutdown: tell the client why, then close cleanly (it reconnects elsewhere).
-            yield self._send(sse.comment("server stopping, reconnect"))
+            # Shutdown: say so, then close cleanly; the client reconnects (retry: 'always').
+            yield self._send(sse.comment("server stopping, reconnect")) + self.encoder.close()
         finally:
             unsubscribe()
             rt.streams.discard(self)
+
+    def _watchables(self) -> list[Watchable]:
+        """What wakes this stream: each distinct topic once, then every watched thing."""
+        topics = dict.fromkeys(t for r in self.regions for t in r.topics)
+        watchables: list[Watchable] = [self.ctx.bus.topic(t) for t in topics]
+        for r in self.regions:
+            for spec in r.watch:
+                watchables.append(spec if isinstance(spec, Watchable) else spec(self.ctx))
+        return watchables
 
     def _frame(self) -> bytes:
         chunks = []
@@ -187,7 +193,7 @@ class Stream:
 
     def _send(self, data: bytes | str) -> bytes:
         raw = data.encode() if isinstance(data, str) else data
-        out = self.encoder.encode(raw.decode())
+        out = self.encoder.encode(raw)
         live = self.rt.live
         live.events += 1
         live.raw_bytes += len(raw)

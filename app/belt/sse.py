@@ -33,7 +33,7 @@ __all__ = [
 
 PATCH_ELEMENTS = "datastar-patch-elements"
 PATCH_SIGNALS = "datastar-patch-signals"
-DEFAULT_RETRY_MS = 1000  # the browser's own default: sending it would only cost bytes
+DEFAULT_RETRY_MS = 1000  # the Datastar client's default: sending it only costs bytes
 MODES = ("outer", "inner", "replace", "prepend", "append", "before", "after", "remove")
 NAMESPACES = ("svg", "mathml")  # Datastar v1.0.0-RC.7+; absent means HTML
 ENCODINGS = ("br", "gzip", "identity")  # also our order of preference
@@ -84,7 +84,9 @@ def patch_elements(
     <BLANKLINE>
     """
     if mode not in MODES:
-        raise ValueError(f"mode {mode!r} is not a Datastar patch mode; use one of {MODES}.")
+        raise ValueError(
+            f"mode {mode!r} is not a Datastar patch mode; use one of {MODES}."
+        )
     if namespace is not None and namespace not in NAMESPACES:
         raise ValueError(
             f"namespace {namespace!r} is not supported; use one of {NAMESPACES},"
@@ -126,7 +128,9 @@ def remove_elements(
     <BLANKLINE>
     """
     if not selector:
-        raise ValueError("remove_elements() needs a CSS selector, for example '#todo-7'.")
+        raise ValueError(
+            "remove_elements() needs a CSS selector, for example '#todo-7'."
+        )
     return patch_elements(
         selector=selector,
         mode="remove",
@@ -167,7 +171,9 @@ def patch_signals(
             " wrap a single value in a dict, e.g. {'count': 1}."
         )
     if not text:
-        raise ValueError("patch_signals() got an empty string; pass a mapping or a JSON object.")
+        raise ValueError(
+            "patch_signals() got an empty string; pass a mapping or a JSON object."
+        )
     data = ["onlyIfMissing true"] if only_if_missing else []
     data.extend("signals " + line for line in _LINE_BREAK.split(text))
     return _event(PATCH_SIGNALS, data, event_id, retry)
@@ -210,7 +216,9 @@ def execute_script(
     if auto_remove:
         attrs += Markup(' data-effect="el.remove()"')
     tag = Markup("<script{}>{}</script>").format(attrs, Markup(script))
-    return patch_elements(tag, selector="body", mode="append", event_id=event_id, retry=retry)
+    return patch_elements(
+        tag, selector="body", mode="append", event_id=event_id, retry=retry
+    )
 
 
 def comment(text: str = "") -> str:
@@ -257,8 +265,9 @@ def negotiate(accept_encoding: str | None) -> str:
     The rule: each coding takes the q-value of its own entry in ``Accept-Encoding``, else that of
     ``*``, else 0 (``x-gzip`` counts as gzip; a q-value that does not parse counts as 0). The
     highest q above 0 wins and ties go to br, then gzip, then identity. When nothing is above 0
-    the answer is identity anyway: a stream never answers 406, because a browser that sees an
-    error would only retry. A missing or empty header means identity.
+    the answer is identity anyway: a stream never answers 406, since every client can read
+    identity and an error would only leave the page without its stream. A missing or empty
+    header means identity.
 
     >>> negotiate("gzip, deflate, br, zstd")
     'br'
@@ -332,16 +341,22 @@ class StreamEncoder:
         self._finish: Callable[[], bytes]
         if encoding == "br":
             if not 0 <= quality <= 11:
-                raise ValueError(f"brotli quality {quality!r} is out of range; use 0 to 11.")
+                raise ValueError(
+                    f"brotli quality {quality!r} is out of range; use 0 to 11."
+                )
             if not 10 <= lgwin <= 24:
-                raise ValueError(f"brotli lgwin {lgwin!r} is out of range; use 10 to 24.")
+                raise ValueError(
+                    f"brotli lgwin {lgwin!r} is out of range; use 10 to 24."
+                )
             compressor = brotli.Compressor(quality=quality, lgwin=lgwin)
             self._compress = lambda data: compressor.process(data) + compressor.flush()
             self._finish = compressor.finish
         elif encoding == "gzip":
             # wbits=31: the gzip container, which is what "Content-Encoding: gzip" means.
             deflate = zlib.compressobj(level=6, wbits=31)
-            self._compress = lambda data: deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+            self._compress = lambda data: (
+                deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
+            )
             self._finish = deflate.flush
         elif encoding == "identity":
             self._compress = bytes
@@ -352,11 +367,13 @@ class StreamEncoder:
                 " (negotiate(accept_encoding) picks one)."
             )
 
-    def encode(self, text: str) -> bytes:
-        """Compress and flush ``text``; return the bytes to write to the socket now."""
+    def encode(self, text: str | bytes) -> bytes:
+        """Compress and flush ``text`` (str or UTF-8 bytes); return the bytes to write now."""
         if self._closed:
-            raise RuntimeError("This StreamEncoder is closed; make a new one for a new stream.")
-        data = text.encode()
+            raise RuntimeError(
+                "This StreamEncoder is closed; make a new one for a new stream."
+            )
+        data = text.encode() if isinstance(text, str) else text
         out = self._compress(data)
         self.raw_bytes += len(data)
         self.wire_bytes += len(out)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -25,7 +25,9 @@ ENV_VAR = "ORION_CONFORMANCE_DIR"
 HEADERS = {"Accept": "text/event-stream", "Datastar-Request": "true"}
 
 Address = tuple[str, int]
-Event = tuple[list[str], dict[str, list[str]]]  # (non-data lines, data lines by first word)
+Event = tuple[
+    list[str], dict[str, list[str]]
+]  # (non-data lines, data lines by first word)
 
 
 def _cases_dir() -> tuple[Path | None, str]:
@@ -53,7 +55,7 @@ MISSING = (
 )
 
 
-def _cases() -> list[object]:
+def _cases() -> Sequence[object]:
     """Return one pytest param per case folder, or a single failing one if there are none."""
     if CASES_DIR is None:
         return [pytest.param(None, id="golden-cases-missing")]
@@ -74,28 +76,42 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_until_accepting(address: Address, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_until_accepting(
+    address: Address, process: subprocess.Popen[bytes], log: Path
+) -> None:
     """Return once the server accepts connections; fail with its output if it dies or hangs."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"The test server exited with {process.returncode}:\n{log.read_text()}")
+            pytest.fail(
+                f"The test server exited with {process.returncode}:\n{log.read_text()}"
+            )
         try:
             socket.create_connection(address, timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.05)
-    pytest.fail(f"The test server did not accept connections within 15 s:\n{log.read_text()}")
+    pytest.fail(
+        f"The test server did not accept connections within 15 s:\n{log.read_text()}"
+    )
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Address]:
+def sdk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Address]:
     """Run ``python -m tests.conformance.server`` for this module; yield its address."""
     address = ("127.0.0.1", _free_port())
     log = tmp_path_factory.mktemp("conformance") / "server.log"
-    command = [sys.executable, "-m", "tests.conformance.server", "--port", str(address[1])]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.conformance.server",
+        "--port",
+        str(address[1]),
+    ]
     with log.open("wb") as output:
-        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT
+        )
         try:
             _wait_until_accepting(address, process, log)
             yield address
@@ -106,23 +122,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Address]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def _send(address: Address, method: str, body: bytes) -> http.client.HTTPResponse:
-    """Send ``body`` the way the official runner does; return the response, fully read."""
-    connection = http.client.HTTPConnection(*address, timeout=10)
-    try:
-        if method in ("GET", "DELETE"):
-            query = urllib.parse.urlencode({"datastar": body.decode()})
-            connection.request(method, "/test?" + query, headers=HEADERS)
-        else:
-            headers = {**HEADERS, "Content-Type": "application/json"}
-            connection.request(method, "/test", body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()  # cached on the response, so the connection can close now
-        return response
-    finally:
-        connection.close()
 
 
 def _request(address: Address, method: str, body: bytes) -> tuple[int, str | None, str]:
@@ -136,7 +135,11 @@ def _request(address: Address, method: str, body: bytes) -> tuple[int, str | Non
             headers = {**HEADERS, "Content-Type": "application/json"}
             connection.request(method, "/test", body=body, headers=headers)
         response = connection.getresponse()
-        return response.status, response.getheader("Content-Type"), response.read().decode()
+        return (
+            response.status,
+            response.getheader("Content-Type"),
+            response.read().decode(),
+        )
     finally:
         connection.close()
 
@@ -168,10 +171,14 @@ class _HTMLTokens(HTMLParser):
         self.tokens: list[tuple[object, ...]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tokens.append(("start", tag, sorted(attrs, key=lambda a: (a[0], a[1] or ""))))
+        self.tokens.append(
+            ("start", tag, sorted(attrs, key=lambda a: (a[0], a[1] or "")))
+        )
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tokens.append(("start/", tag, sorted(attrs, key=lambda a: (a[0], a[1] or ""))))
+        self.tokens.append(
+            ("start/", tag, sorted(attrs, key=lambda a: (a[0], a[1] or "")))
+        )
 
     def handle_endtag(self, tag: str) -> None:
         self.tokens.append(("end", tag))
@@ -200,9 +207,15 @@ def _assert_same_events(expected: str, actual: str) -> None:
     assert actual.endswith("\n\n"), "The last event must end with a blank line." + shown
     want, got = _parse(expected), _parse(actual)
     assert len(got) == len(want), f"{len(got)} events instead of {len(want)}." + shown
-    for number, ((want_other, want_data), (got_other, got_data)) in enumerate(zip(want, got), 1):
-        assert got_other == want_other, f"Event {number}: non-data lines differ." + shown
-        assert sorted(got_data) == sorted(want_data), f"Event {number}: data groups differ." + shown
+    for number, ((want_other, want_data), (got_other, got_data)) in enumerate(
+        zip(want, got), 1
+    ):
+        assert got_other == want_other, (
+            f"Event {number}: non-data lines differ." + shown
+        )
+        assert sorted(got_data) == sorted(want_data), (
+            f"Event {number}: data groups differ." + shown
+        )
         for word, lines in want_data.items():
             if word == "elements":
                 same = _html(got_data[word]) == _html(lines)
@@ -212,30 +225,35 @@ def _assert_same_events(expected: str, actual: str) -> None:
 
 
 @pytest.mark.parametrize("case", _cases())
-def test_golden_case(server: Address, case: Path | None) -> None:
+def test_golden_case(sdk_server: Address, case: Path | None) -> None:
     if case is None:
         pytest.fail(MISSING)
     status, content_type, body = _request(
-        server, case.parent.name.upper(), (case / "input.json").read_bytes()
+        sdk_server, case.parent.name.upper(), (case / "input.json").read_bytes()
     )
     assert status == 200, body
     assert content_type == "text/event-stream"
     _assert_same_events((case / "output.txt").read_text(), body)
 
 
-def test_delete_reads_the_query_parameter_like_get(server: Address) -> None:
+def test_delete_reads_the_query_parameter_like_get(sdk_server: Address) -> None:
     body = b'{"events": [{"type": "patchSignals", "signals": {"one": 1}}]}'
-    status, _, text = _request(server, "DELETE", body)
-    assert (status, text) == (200, 'event: datastar-patch-signals\ndata: signals {"one":1}\n\n')
+    status, _, text = _request(sdk_server, "DELETE", body)
+    assert (status, text) == (
+        200,
+        'event: datastar-patch-signals\ndata: signals {"one":1}\n\n',
+    )
 
 
-def test_invalid_json_is_a_400_that_says_so(server: Address) -> None:
-    status, _, text = _request(server, "POST", b'{"events": [')
+def test_invalid_json_is_a_400_that_says_so(sdk_server: Address) -> None:
+    status, _, text = _request(sdk_server, "POST", b'{"events": [')
     assert status == 400
     assert "not valid JSON" in text
 
 
-def test_unknown_event_type_is_a_400_naming_it(server: Address) -> None:
-    status, _, text = _request(server, "GET", b'{"events": [{"type": "mergeFragments"}]}')
+def test_unknown_event_type_is_a_400_naming_it(sdk_server: Address) -> None:
+    status, _, text = _request(
+        sdk_server, "GET", b'{"events": [{"type": "mergeFragments"}]}'
+    )
     assert status == 400
     assert "'mergeFragments'" in text
