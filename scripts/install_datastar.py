@@ -53,7 +53,7 @@ def main() -> int:
     if sha256(data) != FILE_SHA256:
         sys.exit(f"{MEMBER} inside {wheel.name}: SHA-256 mismatch, refusing to install it.")
     TARGET.write_bytes(data)
-    print(f"installed Datastar v1.0.1 client -> {TARGET.relative_to(Path.cwd()) if TARGET.is_relative_to(Path.cwd()) else TARGET}")
+    print(f"installed Datastar v1.0.1 client -> {TARGET}")
     return 0
 
 

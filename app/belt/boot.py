@@ -162,7 +162,10 @@ def _error_pages(app: Flask, rt: Runtime) -> None:
 
 def _friendly(exc: HTTPException) -> str:
     if exc.code == 404:
-        return f"Nothing here: {request.path!r} is not a page or command of this app, or what it names no longer exists."
+        return (
+            f"Nothing here: {request.path!r} is not a page or command of this app, "
+            "or what it names no longer exists."
+        )
     if exc.code == 405:
         allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
         return f"{request.method} is not allowed on {request.path!r}; use {allowed or 'another method'}."

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 from markupsafe import Markup
 
 from . import shape as shapes
@@ -83,7 +84,7 @@ def command(
     shape: Any = None,
     form: str | None = None,
     page: PageFallback | None = None,
-) -> Callable[..., Response | tuple[Any, int]]:
+) -> Callable[..., BaseResponse | tuple[Any, int]]:
     """Turn ``handler`` into a Flask view that reads, validates and answers.
 
     ``shape`` validates the signals (an ``app.belt.shape`` shape, a Pydantic model, or any
@@ -94,7 +95,7 @@ def command(
     validator = shapes.adapt(shape) if shape is not None else None
 
     @functools.wraps(handler)
-    def view(**url_values: Any) -> Response | tuple[Any, int]:
+    def view(**url_values: Any) -> BaseResponse | tuple[Any, int]:
         is_datastar = request.headers.get("Datastar-Request") == "true"
         raw = signals_mod.read(request)
         ctx = request_ctx(raw)
@@ -130,7 +131,7 @@ def _invalid(
     form: str | None,
     page: PageFallback | None,
     validator: Any,
-) -> Response | tuple[Any, int]:
+) -> BaseResponse | tuple[Any, int]:
     if respond.datastar:
         if form is not None:
             respond.errors(form, issues, sorted(set(_field_names(validator)) | set(issues)))
@@ -142,7 +143,7 @@ def _invalid(
     return {"errors": dict(issues)}, 422
 
 
-def _answer(respond: Respond) -> Response:
+def _answer(respond: Respond) -> BaseResponse:
     if respond.datastar:
         if respond.location is not None:
             respond.script(f"window.location.assign({_js_string(respond.location)})")

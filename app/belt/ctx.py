@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class BoundBus:
     """A bus whose publishes wait for the store's transaction to commit."""
 
-    __slots__ = ("bus", "store", "prefix")
+    __slots__ = ("bus", "prefix", "store")
 
     def __init__(self, bus: Bus, store: Store, prefix: str = "") -> None:
         self.bus = bus

@@ -230,5 +230,6 @@ def live_attrs(url: str) -> Markup:
     dropped network all end with the page live, and the first frame after a reconnect is a
     complete render.
     """
-    action = f"@get({json.dumps(url)}, {{retry: 'always', retryMaxCount: Infinity, retryInterval: 500, retryMaxWait: 5000}})"
+    options = "{retry: 'always', retryMaxCount: Infinity, retryInterval: 500, retryMaxWait: 5000}"
+    action = f"@get({json.dumps(url)}, {options})"
     return html(' data-init="{}"', action)

@@ -593,6 +593,6 @@ def adapt(model: Any) -> Shape[Any]:
     True
     >>> adapt(42)
     Traceback (most recent call last):
-    TypeError: Expected a shape (text(), obj(), ...), a Pydantic model class (with model_validate) or an object with a .parse(data) method; got 42.
+    TypeError: Expected a shape (text(), obj(), ...), a Pydantic model class ... got 42.
     """
     return _adapt(model)

@@ -80,12 +80,16 @@ class Stats:
 class Store:
     """One SQLite database: a serialized writer, a reader, memoized reads.
 
-    >>> store = Store(":memory:")  # doctest: +SKIP
+    >>> import os, tempfile
+    >>> store = Store(os.path.join(tempfile.mkdtemp(), "demo.sqlite"))
     >>> with store.tx():
     ...     store.exec("CREATE TABLE t (x)")
     ...     store.exec("INSERT INTO t VALUES (?)", (1,))
+    (-1, 0)
+    (1, 1)
     >>> store.query("SELECT x FROM t")[0]["x"]
     1
+    >>> store.close()
     """
 
     def __init__(
@@ -102,16 +106,15 @@ class Store:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self.stats = Stats()
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            target = self.path
-            uri = False
-        else:
-            # Two connections must see one in-memory database: name it and share its cache.
-            target = f"file:orion-mem-{id(self)}?mode=memory&cache=shared"
-            uri = True
-        self._writer = self._connect(target, uri, synchronous.upper())
-        self._reader = self._connect(target, uri, synchronous.upper())
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            # A reader and a writer must share one database, and WAL needs a file.
+            raise ValueError(
+                f"Store({self.path!r}): the store needs a file path (WAL mode, a reader beside "
+                "the writer); in tests use a temporary file, e.g. tmp_path / 'app.sqlite'."
+            )
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._writer = self._connect(self.path, synchronous.upper())
+        self._reader = self._connect(self.path, synchronous.upper())
         self._lock = gevent.lock.RLock()
         self._tx: _Tx | None = None
         self._memo: OrderedDict[tuple[str, Any], Any] = OrderedDict()
@@ -120,16 +123,15 @@ class Store:
         self._on_close: list[Callable[[], None]] = []
         _open_stores.add(self)
 
-    def _connect(self, target: str, uri: bool, synchronous: str) -> sqlite3.Connection:
+    def _connect(self, target: str, synchronous: str) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves (sqlite3's implicit
         # transactions would start DEFERRED ones). check_same_thread=False: a lock wait
         # may run on the thread pool, but never concurrently with another call.
-        conn = sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         conn.execute("PRAGMA foreign_keys = ON")
-        if self.path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         return conn
 

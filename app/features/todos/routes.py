@@ -42,12 +42,15 @@ def live() -> Any:
     return stream([LIST, STATUS])
 
 
-bp.add_url_rule(
-    "/todos", "add", command(commands.add, shape=commands.NEW, form=view.FORM, page=_page_with_errors),
-    methods=["POST"],
-)
-bp.add_url_rule("/todos/<id:todo_id>/toggle", "toggle", command(commands.set_done, shape=commands.DONE), methods=["POST"])
-bp.add_url_rule("/todos/<id:todo_id>/rename", "rename", command(commands.rename, shape=commands.RENAME), methods=["POST"])
-bp.add_url_rule("/todos/<id:todo_id>/delete", "delete", command(commands.delete), methods=["POST"])
-bp.add_url_rule("/todos/<id:todo_id>", "delete_verb", command(commands.delete), methods=["DELETE"])
-bp.add_url_rule("/todos/clear-completed", "clear_completed", command(commands.clear_completed), methods=["POST"])
+add = command(commands.add, shape=commands.NEW, form=view.FORM, page=_page_with_errors)
+set_done = command(commands.set_done, shape=commands.DONE)
+rename = command(commands.rename, shape=commands.RENAME)
+delete = command(commands.delete)
+clear_completed = command(commands.clear_completed)
+
+bp.post("/todos")(add)
+bp.post("/todos/<id:todo_id>/toggle")(set_done)
+bp.post("/todos/<id:todo_id>/rename")(rename)
+bp.post("/todos/<id:todo_id>/delete")(delete)
+bp.delete("/todos/<id:todo_id>")(delete)  # the same command for API clients and @delete()
+bp.post("/todos/clear-completed")(clear_completed)
