@@ -16,6 +16,7 @@ from .command import Respond as Respond
 from .command import command as command
 from .ctx import BoundBus as BoundBus
 from .ctx import Ctx as Ctx
+from .fragment import fragment as fragment
 from .html import Markup as Markup
 from .html import attrs as attrs
 from .html import escape as escape
