@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ class Stream:
         self.wake = gevent.event.Event()
         self.ending = False
         self.seen: dict[str, Model] = {}
+        self.socket: socket.socket | None = None
 
     def end(self) -> None:
         """Ask the stream to send its final event and close (shutdown, revocation)."""
@@ -157,9 +159,24 @@ class Stream:
                     rt.live.wakes += 1
             # Shutdown: say so, then close cleanly; the client reconnects (retry: 'always').
             yield self._send(sse.comment("server stopping, reconnect")) + self.encoder.close()
+            self._no_keepalive()
         finally:
             unsubscribe()
             rt.streams.discard(self)
+
+    def _no_keepalive(self) -> None:
+        """Stop reading the connection so the server closes it after this response.
+
+        A stream's HTTP/1.1 connection would otherwise sit in gunicorn's keep-alive wait
+        after the final event, and a graceful shutdown would wait those seconds for it.
+        Shutting down only the read side leaves the final chunk free to be written.
+        """
+        sock = self.socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass
 
     def _watchables(self) -> list[Watchable]:
         """What wakes this stream: each distinct topic once, then every watched thing."""
@@ -214,6 +231,7 @@ def stream(
     encoding = sse.negotiate(request.headers.get("Accept-Encoding"))
     encoder = sse.StreamEncoder(encoding)
     live_stream = Stream(rt, ctx, regions, encoder, authorize)
+    live_stream.socket = request.environ.get("gunicorn.socket")
     headers = dict(sse.SSE_HEADERS)
     headers["Vary"] = "Accept-Encoding"
     if encoding != "identity":
