@@ -81,9 +81,9 @@ def test_features_use_only_the_belts_public_surface() -> None:
             for module in imports(path):
                 if module.startswith("app.belt."):
                     submodule = module.split(".")[2]
-                    assert submodule in {"shape"} or module.count(".") == 2 and module.split(".")[2] in dir(
+                    assert submodule in {"shape"} or (module.count(".") == 2 and module.split(".")[2] in dir(
                         __import__("app.belt", fromlist=["*"])
-                    ), f"{path.relative_to(ROOT)} imports {module}: import from app.belt (its __init__ is the public list)"
+                    )), f"{path.relative_to(ROOT)} imports {module}: import from app.belt (its __init__ is the public list)"
 
 
 def test_no_html_is_built_with_f_strings() -> None:

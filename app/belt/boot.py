@@ -167,7 +167,9 @@ def _friendly(exc: HTTPException) -> str:
             "or what it names no longer exists."
         )
     if exc.code == 405:
-        allowed = ", ".join(sorted(getattr(exc, "valid_methods", None) or []))
+        # Flask adds OPTIONS (and HEAD) to every rule; naming them would not help anyone.
+        methods = set(getattr(exc, "valid_methods", None) or []) - {"HEAD", "OPTIONS"}
+        allowed = ", ".join(sorted(methods))
         return f"{request.method} is not allowed on {request.path!r}; use {allowed or 'another method'}."
     if exc.code == 413:
         return f"The request body is too large: the limit is {request.max_content_length:,} bytes."

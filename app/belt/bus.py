@@ -54,6 +54,7 @@ class Bus:
 
     def publish(self, topic: str) -> None:
         """Wake every subscriber of ``topic`` (and of ``EVERYTHING``)."""
+        _check_topic(topic)  # a misspelt publish (None, b"x") would otherwise wake no one, silently
         self.published += 1
         for name in (topic, EVERYTHING) if topic != EVERYTHING else (EVERYTHING,):
             subscribers = self._subscribers.get(name)
@@ -68,8 +69,7 @@ class Bus:
 
     def subscribe(self, topic: str, callback: Callback) -> Unsubscribe:
         """Call ``callback()`` on every publish of ``topic``; returns the unsubscribe call."""
-        if not isinstance(topic, str) or not topic:
-            raise ValueError(f"A topic is a non-empty string (got {topic!r}).")
+        _check_topic(topic)
         self._next_id += 1
         key = self._next_id
         self._subscribers.setdefault(topic, {})[key] = callback
@@ -120,6 +120,11 @@ class Topic:
 
     def __repr__(self) -> str:
         return f"<Topic {self.name!r}>"
+
+
+def _check_topic(topic: object) -> None:
+    if not isinstance(topic, str) or not topic:
+        raise ValueError(f"A topic is a non-empty string (got {topic!r}).")
 
 
 def subscribe_all(watchables: Iterable[Watchable], callback: Callback) -> Unsubscribe:

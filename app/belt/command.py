@@ -22,8 +22,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response, redirect, request
-from werkzeug.wrappers import Response as BaseResponse
 from markupsafe import Markup
+from werkzeug.wrappers import Response as BaseResponse
 
 from . import shape as shapes
 from . import signals as signals_mod
@@ -97,18 +97,32 @@ def command(
     @functools.wraps(handler)
     def view(**url_values: Any) -> BaseResponse | tuple[Any, int]:
         is_datastar = request.headers.get("Datastar-Request") == "true"
-        raw = signals_mod.read(request)
-        ctx = request_ctx(raw)
         respond = Respond(is_datastar)
-        data: Any = raw
-        if validator is not None:
-            parsed = validator.parse(raw)
-            if not parsed.ok:
-                return _invalid(ctx, respond, parsed.issues, raw, form, page, validator)
-            data = parsed.value
-            if form is not None and is_datastar:
-                respond.errors(form, {}, _field_names(validator))
-        handler(ctx, data, respond, **url_values)
+        try:
+            raw = signals_mod.read(request)
+            ctx = request_ctx(raw)
+            data: Any = raw
+            if validator is not None:
+                parsed = validator.parse(raw)
+                if not parsed.ok:
+                    return _invalid(ctx, respond, parsed.issues, raw, form, page, validator)
+                data = parsed.value
+                if form is not None and is_datastar:
+                    respond.errors(form, {}, _field_names(validator))
+            before = len(respond.events)
+            try:
+                handler(ctx, data, respond, **url_values)
+            except BadInput:
+                # Its transaction rolled back: feedback the handler gave before refusing is void.
+                del respond.events[before:]
+                respond.location = None
+                raise
+        except BadInput as exc:
+            if not is_datastar:
+                raise
+            # The Datastar v1 client ignores the body of a non-200 response, so a refusal
+            # (a todo someone else deleted, an oversized form) reaches the person as a toast.
+            respond.toast(exc.message, level="error")
         return _answer(respond)
 
     view.orion_kind = "command"  # type: ignore[attr-defined]
@@ -140,7 +154,15 @@ def _invalid(
         return _answer(respond)
     if page is not None and request.accept_mimetypes.accept_html:
         return Response(page(ctx, issues, raw), status=422, mimetype="text/html")
+    if _prefers_html():
+        # A form posted without JavaScript and no page to re-render: the error page, not JSON.
+        raise BadInput(" ".join(issues.values()), 422)
     return {"errors": dict(issues)}, 422
+
+
+def _prefers_html() -> bool:
+    accept = request.accept_mimetypes
+    return accept.accept_html and accept["text/html"] > accept["application/json"]
 
 
 def _answer(respond: Respond) -> BaseResponse:
@@ -160,8 +182,9 @@ def _back() -> str:
     referrer = request.referrer
     if referrer:
         parts = urlsplit(referrer)
-        if parts.netloc == request.host:
-            return parts.path + (f"?{parts.query}" if parts.query else "")
+        # Browsers read a path starting "//" or "/\" as another host: never redirect there.
+        if parts.netloc == request.host and not parts.path.startswith(("//", "/\\")):
+            return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return "/"
 
 

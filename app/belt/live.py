@@ -43,6 +43,9 @@ View = Callable[[Any], Markup]
 WatchSpec = Watchable | Callable[[Ctx], Watchable]
 
 _RENDER_CACHE_SIZE = 64
+_UNSEEN = object()
+# Types whose identity implies their content (a list could be mutated in place and reused).
+_IMMUTABLE = (tuple, frozenset, str, bytes, int, float)
 
 
 @dataclass(eq=False)
@@ -55,6 +58,7 @@ class Region:
     topics: tuple[str, ...] = ()
     watch: tuple[WatchSpec, ...] = ()
     _renders: OrderedDict[Hashable, bytes] = field(default_factory=OrderedDict, repr=False)
+    _last: tuple[Any, bytes] | None = field(default=None, repr=False)
 
     def render(self, ctx: Ctx) -> Markup:
         """The region's HTML for ``ctx`` now (what a page GET embeds)."""
@@ -62,6 +66,18 @@ class Region:
 
     def event(self, model: Model, stats: Any = None) -> bytes:
         """The patch-elements event for ``model``, shared by every viewer with an equal one."""
+        # Fast path: memoized reads hand every viewer of one fan-out the very same object,
+        # so most lookups need neither a hash nor a comparison of the whole model.
+        last = self._last
+        if last is not None and last[0] is model and isinstance(model, _IMMUTABLE):
+            if stats is not None:
+                stats.render_hits += 1
+            return last[1]
+        event = self._shared_event(model, stats)
+        self._last = (model, event)
+        return event
+
+    def _shared_event(self, model: Model, stats: Any) -> bytes:
         try:
             cached = self._renders.get(model)
         except TypeError:  # an unhashable model (a dict, a list) renders per viewer
@@ -138,6 +154,9 @@ class Stream:
         unsubscribe = subscribe_all(self._watchables(), self._on_change)
         rt.streams.add(self)
         rt.live.streams_opened += 1
+        if rt.stopping:
+            # Opened after shutdown began: say goodbye at once, or the drain waits its whole timeout.
+            self.ending = True
         try:
             # A first comment at once, so the headers leave and proxies see a live stream.
             yield self._send(sse.comment("orion live"))
@@ -191,7 +210,8 @@ class Stream:
         chunks = []
         for r in self.regions:
             model = r.model(self.ctx)
-            if r.id in self.seen and self.seen[r.id] == model:
+            seen = self.seen.get(r.id, _UNSEEN)
+            if seen is model or (seen is not _UNSEEN and seen == model):
                 self.rt.live.unchanged += 1
                 continue
             self.seen[r.id] = model

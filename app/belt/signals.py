@@ -9,15 +9,17 @@ message tells a person what to send instead. Nothing here touches the store.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from flask import Request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 #: Deeper signal objects than this are refused (Datastar signals are a few levels deep).
 MAX_DEPTH = 32
-#: How many form fields a urlencoded body may carry.
+#: How many form fields a form body (urlencoded or multipart) may carry.
 MAX_FIELDS = 1000
 
 
@@ -33,10 +35,10 @@ class BadInput(HTTPException):
 def read(req: Request) -> dict[str, Any]:
     """The signals of ``req`` as a dict (empty when none were sent)."""
     if req.method in ("GET", "HEAD", "DELETE"):
-        raw = req.args.get("datastar")
+        raw = _query_param(req, b"datastar")
         if raw is None:
             return {}
-        return _decode_json(raw.encode("utf-8", "surrogatepass"), "the 'datastar' query parameter")
+        return _decode_json(raw, "the 'datastar' query parameter")
     body = _body(req)
     mimetype = req.mimetype
     if not body and mimetype in ("", "application/json", "application/x-www-form-urlencoded"):
@@ -46,7 +48,7 @@ def read(req: Request) -> dict[str, Any]:
     if mimetype == "application/x-www-form-urlencoded":
         return _decode_form(body)
     if mimetype == "multipart/form-data":
-        return {key: req.form.get(key) for key in req.form}
+        return _decode_multipart(body, req.mimetype_params.get("boundary", ""))
     shown = req.content_type or "no Content-Type"
     raise BadInput(
         f"Unsupported content type {shown!r}: send signals as JSON "
@@ -55,16 +57,39 @@ def read(req: Request) -> dict[str, Any]:
     )
 
 
+def _query_param(req: Request, name: bytes) -> bytes | None:
+    """The first raw (percent-decoded, not yet UTF-8-decoded) value of ``name`` in the query.
+
+    Not ``req.args``: werkzeug decodes it with errors="replace", so invalid UTF-8 would turn
+    into U+FFFD and be accepted instead of refused.
+    """
+    for part in req.query_string.split(b"&"):
+        key, _, value = part.partition(b"=")
+        if unquote_to_bytes(key.replace(b"+", b" ")) == name:
+            return unquote_to_bytes(value.replace(b"+", b" "))
+    return None
+
+
 def _body(req: Request) -> bytes:
+    limit = req.max_content_length
     try:
-        return req.get_data(cache=True)
+        body = req.get_data(cache=True)
     except RequestEntityTooLarge:
-        limit = req.max_content_length
-        raise BadInput(
-            f"The request body is too large: the limit is {limit:,} bytes. "
-            "Send less data, or upload large files through a dedicated upload route.",
-            413,
-        ) from None
+        raise _too_large(limit) from None
+    # A body without Content-Length (Transfer-Encoding: chunked) is read only up to the
+    # limit, silently (werkzeug's LimitedStream stops there): one that reaches the limit
+    # is refused, or a cut-off value would be taken for the whole.
+    if req.content_length is None and limit is not None and len(body) >= limit:
+        raise _too_large(limit)
+    return body
+
+
+def _too_large(limit: int | None) -> BadInput:
+    return BadInput(
+        f"The request body is too large: the limit is {limit or 0:,} bytes. "
+        "Send less data, or upload large files through a dedicated upload route.",
+        413,
+    )
 
 
 def _decode_json(data: bytes, where: str) -> dict[str, Any]:
@@ -79,6 +104,13 @@ def _decode_json(data: bytes, where: str) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise BadInput(
             f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    except ValueError:
+        # Python refuses to convert integers longer than sys.get_int_max_str_digits() (4300)
+        # digits (CVE-2020-10735) with a plain ValueError, which would otherwise be a 500.
+        raise BadInput(
+            f"{where} has an integer longer than {sys.get_int_max_str_digits()} digits; "
+            "send such a number as a string."
         ) from None
     if not isinstance(value, dict):
         raise BadInput(
@@ -126,3 +158,42 @@ def _decode_form(body: bytes) -> dict[str, Any]:
     for key, value in pairs:
         form.setdefault(key, value)  # the first of repeated fields wins, as in request.form.get
     return form
+
+
+def _decode_multipart(body: bytes, boundary: str) -> dict[str, Any]:
+    """The text fields of a multipart form (uploaded files are not signals and are skipped).
+
+    Not ``req.form``: werkzeug decodes multipart fields with errors="replace", so invalid
+    UTF-8 would be stored as U+FFFD instead of refused.
+    """
+    if not boundary:
+        raise BadInput("The multipart form has no boundary in its Content-Type; let the browser set the header.")
+    decoder = MultipartDecoder(boundary.encode("latin-1"), max_parts=MAX_FIELDS)
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    form: dict[str, Any] = {}
+    name: str | None = None
+    chunks: list[bytes] = []
+    while True:
+        try:
+            event = decoder.next_event()
+        except RequestEntityTooLarge:
+            raise BadInput(f"The form has too many fields: at most {MAX_FIELDS}.") from None
+        except ValueError:
+            raise BadInput("The multipart form is malformed; send it from a browser form or as JSON.") from None
+        if isinstance(event, (Epilogue, NeedData)):
+            return form
+        if isinstance(event, Field):
+            name, chunks = event.name, []
+        elif isinstance(event, File):
+            name = None
+        elif isinstance(event, Data) and name is not None:
+            chunks.append(event.data)
+            if not event.more_data:
+                try:
+                    value = b"".join(chunks).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BadInput(
+                        "The form is not valid UTF-8; send it from a page served as UTF-8."
+                    ) from None
+                form.setdefault(name, value)  # the first of repeated fields wins

@@ -260,8 +260,22 @@ class Store:
             self._writer.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         # Another process holds the write lock: wait for it off the hub (DESIGN.md §5).
         self.stats.lock_waits += 1
-        pool = gevent.get_hub().threadpool
-        pool.apply(self._writer.execute, ("BEGIN IMMEDIATE",))
+        waiting = gevent.get_hub().threadpool.spawn(self._writer.execute, "BEGIN IMMEDIATE")
+        try:
+            waiting.get()
+        except BaseException:
+            # Interrupted (a gevent.Timeout, a kill) while the thread still waits: a thread
+            # cannot be cancelled, and its BEGIN may yet succeed. Keep the writer (and the
+            # lock) until it is done and undo that BEGIN, or every later tx() would fail
+            # with "cannot start a transaction within a transaction". Bounded by busy_timeout.
+            while not waiting.ready():
+                try:
+                    waiting.wait()
+                except BaseException:  # noqa: S112 - a second interruption must not skip the cleanup
+                    continue
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current greenlet's transaction commits; now if none."""
@@ -378,8 +392,11 @@ def open_stores() -> list[Store]:
 def _statements(script: str) -> Iterator[str]:
     """Split a SQL script into complete statements (sqlite3.complete_statement decides)."""
     buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
+    # Cut after every ';', not every line: two statements on one line are two statements
+    # (sqlite3 executes one at a time). A ';' inside a string, a comment or a trigger's
+    # BEGIN...END leaves the buffer incomplete, so it is not taken as an end.
+    for piece in re.split(r"(?<=;)", script):
+        buffer += piece
         if sqlite3.complete_statement(buffer):
             statement = buffer.strip()
             buffer = ""
