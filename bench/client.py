@@ -277,6 +277,7 @@ def run_updates(
         all_ms.extend(latencies)
         per_update.append({
             "k": k,
+            "t0": rnd.t0,
             "status": status,
             "command_ms": (answered - rnd.t0) * 1000,
             "delivered": len(latencies),

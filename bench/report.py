@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +113,9 @@ def _targets(r: dict[str, Any]) -> list[str]:
         + " |"
     )
 
-    per_change = [run["orion"]["server_wire_bytes_per_event"] for run in runs]
+    per_change = [run["orion"]["payload_bytes_per_update"] for run in runs]
     framed = [run["orion"]["wire_bytes_per_update"] for run in runs]
-    ratios = [run["orion"]["raw_bytes_per_event"] / max(1e-9, run["orion"]["server_wire_bytes_per_event"])
-              for run in runs]
+    ratios = [_ratio(run["orion"]) for run in runs]
     ok = all(b <= MAX_BYTES_PER_CHANGE for b in per_change) and all(x >= MIN_RATIO for x in ratios)
     framing_note = ""
     if any(f is not None and f > MAX_BYTES_PER_CHANGE for f in framed):
@@ -126,7 +126,8 @@ def _targets(r: dict[str, Any]) -> list[str]:
         "button label) and a new title is new text to the window. " + framing_note)
     rows.append(
         f"| ≥ {MIN_RATIO}:1 compression, ≤ {MAX_BYTES_PER_CHANGE} B per one-row change | "
-        f"{_list(per_change, 1)} B per event, {_list(ratios, 0, ':1')} | {_verdict(ok)} | {reason} |"
+        f"{_list(per_change, 0)} B per update (median at the client), {_list(ratios, 0, ':1')} | {_verdict(ok)} "
+        f"| {reason} |"
     )
 
     at = next((run for run in runs if run["viewers"] == P99_AT), None)
@@ -166,6 +167,11 @@ def _latency_reason(run: dict[str, Any], r: dict[str, Any]) -> str:
         + f"orion adds {cpu - fcpu:.0f} µs per delivery on top (gunicorn's write path, the model "
         "re-read and compare, the greenlet wake).",
     ]
+    g = (o.get("gc") or {}).get("server")
+    if g and g["full"]:
+        parts.append(f"Full garbage collections paused the worker for up to {g['full_max_ms']:.0f} ms and fell "
+                     f"inside {g['updates_hit_by_full']} of the {o['updates']} measured updates; a full collection "
+                     "walks every live object, so it grows with N.")
     faster = [row for row in (r.get("encoder") or {}).get("rows", []) if row["name"].startswith("brotli q3")
               or row["name"].startswith("brotli q4")]
     if q5 and faster:
@@ -207,15 +213,14 @@ def _table(run: dict[str, Any]) -> list[str]:
         row("SQL queries per publish: fan-out (+ the command's own); memo hits",
             f"{o['fanout_queries_per_publish']:.2f} (+{o['command_queries']:.0f}); {o['memo_hits_per_publish']:,.0f}",
             "— (none)"),
-        row("events written per publish", f"{o['events_per_publish']:,.0f}", f"{n:,}"),
+        row("events written per publish (heartbeats included)", f"{o['events_per_publish']:,.1f}", f"{n:,}"),
         row("raw bytes per event", f"{o['raw_bytes_per_event']:,.0f}", "same events"),
-        row("**brotli bytes per update** (server count)", f"**{o['server_wire_bytes_per_event']:.1f}**", "—"),
-        row("bytes per update at the client: brotli / with chunk framing",
-            f"{_num(o['payload_bytes_per_update'], 0)} / {_num(o['wire_bytes_per_update'], 0)}",
-            f"{_num(f['payload_bytes_per_update'], 0)} / {_num(f['wire_bytes_per_update'], 0)}"),
-        row("compression (raw / brotli)",
-            f"{o['raw_bytes_per_event'] / max(1e-9, o['server_wire_bytes_per_event']):.0f}:1",
-            f"{o['raw_bytes_per_event'] / max(1e-9, f['payload_bytes_per_update'] or 1e-9):.0f}:1"),
+        row("**brotli bytes per update** (median at the client) / with chunk framing",
+            f"**{_num(o['payload_bytes_per_update'], 0)}** / {_num(o['wire_bytes_per_update'], 0)}",
+            f"**{_num(f['payload_bytes_per_update'], 0)}** / {_num(f['wire_bytes_per_update'], 0)}"),
+        row("brotli bytes per event written (server count, heartbeats included)",
+            f"{o['server_wire_bytes_per_event']:.1f}", "—"),
+        row("compression (raw / brotli per update)", f"{_ratio(o):.0f}:1", f"{_ratio(f, o):.0f}:1"),
         row("**server CPU per delivery**, µs (of which in the kernel)",
             f"**{o['cpu_us_per_delivery']:.0f}** ({o['sys_us_per_delivery']:.0f})",
             f"**{f['cpu_us_per_delivery']:.0f}** ({f['sys_us_per_delivery']:.0f})"),
@@ -229,6 +234,9 @@ def _table(run: dict[str, Any]) -> list[str]:
             f"**{o['rss_per_connection'] / 1024:.0f}**", f"**{f['rss_per_connection'] / 1024:.0f}**"),
         row("load client CPU per delivery, µs", f"{o['client_cpu_us_per_delivery']:.0f}",
             f"{f['client_cpu_us_per_delivery']:.0f}"),
+        row("server GC in the measured updates: full collections (longest), updates they fell in; all, in ms",
+            _gc(o, "server"), _gc(f, "server")),
+        row("load client GC: longest pause, ms", _gc_max(o, "client"), _gc_max(f, "client")),
         "",
     ]
 
@@ -300,6 +308,24 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ratio(d: dict[str, Any], raw_from: dict[str, Any] | None = None) -> float:
+    raw = (raw_from or d)["raw_bytes_per_event"]
+    return float(raw / max(1e-9, d["payload_bytes_per_update"] or 1e-9))
+
+
+def _gc(d: dict[str, Any], who: str) -> str:
+    g = (d.get("gc") or {}).get(who)
+    if not g:
+        return "—"
+    return (f"{g['full']} ({g['full_max_ms']:.0f} ms), {g['updates_hit_by_full']}; "
+            f"{g['collections']} taking {g['total_ms']:.0f} ms")
+
+
+def _gc_max(d: dict[str, Any], who: str) -> str:
+    g = (d.get("gc") or {}).get(who)
+    return "—" if not g else f"{g['max_ms']:.0f}"
+
+
 def _encoder_row(r: dict[str, Any], needle: str) -> dict[str, Any] | None:
     for row in (r.get("encoder") or {}).get("rows", []):
         if needle in row["name"]:
@@ -315,7 +341,7 @@ def _num(x: float | None, digits: int) -> str:
     return "—" if x is None else f"{x:,.{digits}f}"
 
 
-def _list(xs: list[float | None], digits: int, suffix: str = "") -> str:
+def _list(xs: Sequence[float | None], digits: int, suffix: str = "") -> str:
     return " / ".join(_num(x, digits) + (suffix if x is not None else "") for x in xs)
 
 

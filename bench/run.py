@@ -47,6 +47,7 @@ from bench import encoder, report
 from tests.support.server import ROOT, LiveServer, free_port
 
 OUT = ROOT / "bench" / "out"
+PROBE = ROOT / "bench" / "probe"
 ROWS = 50
 CALIBRATION_POSTS = 5
 
@@ -56,6 +57,38 @@ def raise_nofile() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def probe_env(name: str) -> dict[str, str]:
+    """Environment that makes a process log its GC pauses to ``bench/out/gc-<name>.<pid>``."""
+    prefix = OUT / f"gc-{name}"
+    for old in OUT.glob(f"gc-{name}.*"):
+        old.unlink()
+    path = os.pathsep.join(p for p in (str(PROBE), os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "BENCH_GC_LOG": str(prefix)}
+
+
+def gc_pauses(name: str, pid: int, start: float, end: float, updates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The collections process ``pid`` logged between ``start`` and ``end`` (monotonic seconds)."""
+    pauses = []
+    path = OUT / f"gc-{name}.{pid}"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            t, generation, ms, _collected = line.split()
+            if start <= float(t) <= end:
+                pauses.append((float(t), int(generation), float(ms)))
+    full = [p for p in pauses if p[1] == 2]
+    # An update is hit when a full collection ended while its fan-out was still running.
+    hit = sum(1 for u in updates if u["last_ms"] is not None
+              and any(u["t0"] <= t <= u["t0"] + u["last_ms"] / 1000 for t, _, _ in full))
+    return {
+        "collections": len(pauses),
+        "total_ms": sum(p[2] for p in pauses),
+        "max_ms": max((p[2] for p in pauses), default=0.0),
+        "full": len(full),
+        "full_max_ms": max((p[2] for p in full), default=0.0),
+        "updates_hit_by_full": hit,
+    }
 
 
 def post_json(url: str, signals: dict[str, Any]) -> int:
@@ -76,15 +109,17 @@ class Client:
     """``bench.client`` in its own process, driven over its stdin/stdout."""
 
     def __init__(self, url: str, viewers: int, cfg: argparse.Namespace, capture: Path | None,
-                 log: Path) -> None:
+                 log: Path, name: str) -> None:
         command = [sys.executable, "-m", "bench.client", "--url", url, "--viewers", str(viewers),
                    "--updates", str(cfg.updates), "--warmup", str(cfg.warmup),
                    "--rows", str(ROWS), "--pause", str(cfg.pause)]
         if capture is not None:
             command += ["--capture", str(capture)]
         self._log = open(log, "ab")
+        self.name = name
         self.proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, bufsize=1)
+                                     stderr=self._log, text=True, bufsize=1,
+                                     env={**os.environ, **probe_env(name)})
         self.ps = psutil.Process(self.proc.pid)
         self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -153,6 +188,9 @@ def drive(client: Client, server: psutil.Process, stats_url: str | None, viewers
     connect_timeout = 60 + viewers * 0.02
     update_timeout = 60 + viewers * 0.05
     connected = client.expect("connected", timeout=connect_timeout)
+    if connected["failed"] > viewers // 100:
+        raise RuntimeError(f"{connected['failed']} of {viewers} viewers could not open their stream: "
+                           f"{connected['errors']}; see the server log in bench/out/")
     time.sleep(0.5)  # let the last first-frames leave before sampling
     s_connected = snapshot(server, client, stats_url)
     client.send("warm")
@@ -168,10 +206,28 @@ def drive(client: Client, server: psutil.Process, stats_url: str | None, viewers
             "snapshots": {"connected": s_connected, "warm": s_warm, "done": s_done}}
 
 
+def add_gc(result: dict[str, Any], server_name: str, server_pid: int, client: Client) -> None:
+    """Attach the GC pauses of the server and of the client during the measured updates."""
+    start, end = result["snapshots"]["warm"]["t"], result["snapshots"]["done"]["t"]
+    updates = result["done"]["per_update"]
+    result["gc"] = {"server": gc_pauses(server_name, server_pid, start, end, updates),
+                    "client": gc_pauses(client.name, client.proc.pid, start, end, updates)}
+
+
 def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
                 on_go: Callable[[int], Callable[[], None]] | None = None) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="orion-bench-"))
-    server = LiveServer(work / "app.sqlite", env={"ORION_HEARTBEAT": "15", "ORION_STATS": "1"})
+    name = f"orion-{viewers}"
+    env = {
+        "ORION_HEARTBEAT": "15",
+        "ORION_STATS": "1",
+        # The self-host identity: every request acts as the one owner, no sign-in (app/belt/auth.py).
+        "ORION_AUTH": "local",
+        "ORION_IDENTITY_FILE": str(work / "identity.json"),
+        "ORION_AUDIT_JSONL": str(work / "audit.jsonl"),
+        **probe_env(name),
+    }
+    server = LiveServer(work / "app.sqlite", env=env)
     client: Client | None = None
     try:
         server.start()
@@ -186,8 +242,10 @@ def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
         worker = psutil.Process(after["pid"])
         time.sleep(0.3)
         s_idle = snapshot(worker, None, stats_url)
-        client = Client(server.url, viewers, cfg, capture, OUT / f"client-orion-{viewers}.log")
+        client = Client(server.url, viewers, cfg, capture, OUT / f"client-orion-{viewers}.log",
+                        f"client-orion-{viewers}")
         result = drive(client, worker, stats_url, viewers, on_go)
+        add_gc(result, name, worker.pid, client)
         result["snapshots"]["idle"] = s_idle
         result["command_queries"] = command_queries
         result["pid"] = worker.pid
@@ -205,11 +263,13 @@ def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
 
 def bench_floor(viewers: int, cfg: argparse.Namespace, capture: Path) -> dict[str, Any]:
     port = free_port()
-    log_path = OUT / f"server-floor-{viewers}.log"
+    name = f"floor-{viewers}"
+    log_path = OUT / f"server-{name}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "bench.floor", "--port", str(port),
                                  "--events", str(capture)],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True)
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+                                env={**os.environ, **probe_env(name)})
     client: Client | None = None
     try:
         assert proc.stdout is not None
@@ -219,8 +279,10 @@ def bench_floor(viewers: int, cfg: argparse.Namespace, capture: Path) -> dict[st
         floor = psutil.Process(json.loads(line)["pid"])
         time.sleep(0.3)
         s_idle = snapshot(floor, None, None)
-        client = Client(f"http://127.0.0.1:{port}", viewers, cfg, None, OUT / f"client-floor-{viewers}.log")
+        client = Client(f"http://127.0.0.1:{port}", viewers, cfg, None, OUT / f"client-floor-{viewers}.log",
+                        f"client-floor-{viewers}")
         result = drive(client, floor, None, viewers)
+        add_gc(result, name, floor.pid, client)
         result["snapshots"]["idle"] = s_idle
         result["pid"] = floor.pid
         return result
@@ -266,6 +328,7 @@ def derive(raw: dict[str, Any], viewers: int) -> dict[str, Any]:
         "rss_per_connection": (done["rss"] - idle["rss"]) / max(1, viewers),
         "cpu_ms_per_publish": (done["cpu"] - warm["cpu"]) / updates * 1e3,
         "sys_us_per_delivery": (done["sys"] - warm["sys"]) / deliveries * 1e6,
+        "gc": raw.get("gc"),
     }
     if "stats" in done:
         a, b = warm["stats"], done["stats"]
@@ -370,6 +433,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _ms(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1f} ms"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="N = 100 and 1,000, fewer updates")
@@ -405,14 +472,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N={n}: orion ...", flush=True)
         orion_raw = bench_orion(n, cfg, capture)
         orion = derive(orion_raw, n)
-        print(f"  orion: last p50 {orion['last_ms']['p50']:.1f} ms, p99 {orion['last_ms']['p99']:.1f} ms, "
-              f"{orion['cpu_us_per_delivery']:.0f} µs/delivery, renders/publish "
+        print(f"  orion: last p50 {_ms(orion['last_ms']['p50'])}, p99 {_ms(orion['last_ms']['p99'])}, "
+              f"{orion['cpu_us_per_delivery']:.0f} µs/delivery, {orion['missed']} missed, renders/publish "
               f"{orion['renders_per_publish']:.2f}, queries/publish {orion['queries_per_publish']:.2f}", flush=True)
         print(f"N={n}: floor ...", flush=True)
         floor_raw = bench_floor(n, cfg, capture)
         floor = derive(floor_raw, n)
-        print(f"  floor: last p50 {floor['last_ms']['p50']:.1f} ms, p99 {floor['last_ms']['p99']:.1f} ms, "
-              f"{floor['cpu_us_per_delivery']:.0f} µs/delivery", flush=True)
+        print(f"  floor: last p50 {_ms(floor['last_ms']['p50'])}, p99 {_ms(floor['last_ms']['p99'])}, "
+              f"{floor['cpu_us_per_delivery']:.0f} µs/delivery, {floor['missed']} missed", flush=True)
         results["runs"].append({"viewers": n, "orion": orion, "floor": floor,
                                 "raw": {"orion": orion_raw, "floor": floor_raw}})
         (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=1))

@@ -4,13 +4,27 @@ Feature code imports from here (``from app.belt import region, command, ...``); 
 not re-exported below is private to the belt and may change.
 """
 
+from . import passwords as passwords
+from . import sessions as sessions
 from . import shape as shape
+from .audit import Journal as Journal
+from .audit import JsonlSink as JsonlSink
+from .auth import Auth as Auth
+from .auth import User as User
+from .auth import can as can
+from .auth import current_user as current_user
+from .auth import grants_watch as grants_watch
+from .auth import load_local_identity as load_local_identity
+from .auth import require as require
+from .authz import Authz as Authz
+from .authz import create_authz as create_authz
 from .boot import install as install
 from .boot import settings as settings
 from .bus import EVERYTHING as EVERYTHING
 from .bus import Bus as Bus
 from .bus import Topic as Topic
 from .bus import Watchable as Watchable
+from .command import Invalid as Invalid
 from .command import Refused as Refused
 from .command import Respond as Respond
 from .command import command as command

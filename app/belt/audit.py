@@ -89,7 +89,7 @@ class Journal:
                 "The audit journal cannot be written right now, so nothing was done. Try again shortly."
             ) from exc
 
-    def finished(self, started_seq: int, outcome: str, reason: str | None = None) -> int:
+    def finished(self, started_seq: int, outcome: str, reason: str | None = None, *, actor: str | None = None) -> int:
         """Write the outcome record of the command whose started record is ``started_seq``."""
         if outcome not in OUTCOMES[1:]:
             raise ValueError(f"outcome {outcome!r} is not one of {OUTCOMES[1:]}.")
@@ -98,6 +98,8 @@ class Journal:
             raise ValueError(f"no started audit record #{started_seq}.")
         record = {k: first[k] for k in ("action", "actor", "target", "real_actor", "tenant", "request_id", "client")}
         record.update(outcome=outcome, reason=reason, started_seq=started_seq)
+        if actor is not None:
+            record["actor"] = actor
         return self._append(record)
 
     def record(self, *, action: str, outcome: str, reason: str | None = None, **fields: Any) -> int:
@@ -158,9 +160,11 @@ def verify_records(records: Iterable[dict[str, Any]]) -> Verdict:
     for record in records:
         seq = record.get("seq")
         if expected_seq is not None and seq != expected_seq:
-            return Verdict(False, checked, seq, f"record {seq} follows {expected_seq - 1}: a record is missing or out of order")
+            message = f"record {seq} follows {expected_seq - 1}: a record is missing or out of order"
+            return Verdict(False, checked, seq, message)
         if chain_hash(prev_hash, record) != record.get("hash"):
-            return Verdict(False, checked, seq, f"record {seq} does not match its hash: it was altered, or the one before it was")
+            message = f"record {seq} does not match its hash: it was altered, or the one before it was"
+            return Verdict(False, checked, seq, message)
         prev_hash = record["hash"]
         expected_seq = (seq or 0) + 1
         checked += 1
@@ -177,30 +181,55 @@ class JsonlSink:
         """The seq of the last complete line already in the file (0 if none)."""
         if not self.path.exists():
             return 0
-        with open(self.path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - 65536))
-            tail = f.read().split(b"\n")
-        for line in reversed(tail):
-            if line.strip():
-                try:
-                    return int(json.loads(line)["seq"])
-                except (ValueError, KeyError):
-                    raise RuntimeError(f"{self.path}: the last line is not an audit record; fix or move the file") from None
-        return 0
+        return self._seq(self._tail()[1])
 
     def export(self, store: Store) -> int:
         """Append every committed record newer than the file's cursor; return how many."""
-        rows = store.query("SELECT * FROM _orion_audit WHERE seq > ? ORDER BY seq", (self.cursor(),))
+        end, last = self._tail() if self.path.exists() else (0, b"")
+        rows = store.query("SELECT * FROM _orion_audit WHERE seq > ? ORDER BY seq", (self._seq(last),))
         if not rows:
             return 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(line(dict(row)) + "\n" for row in rows)
-        with open(self.path, "a", encoding="ascii") as f:
-            f.write(lines)
+        with open(self.path, "ab") as f:
+            # A write cut short (disk full, a kill) leaves a partial last line: drop it, its
+            # record is after the cursor and is written again whole.
+            if f.seek(0, os.SEEK_END) != end:
+                f.truncate(end)
+            f.write(lines.encode("ascii"))
             f.flush()
         return len(rows)
+
+    def _tail(self) -> tuple[int, bytes]:
+        """Where the file's complete lines end, and the last non-blank one (b"" if none).
+
+        Reads backwards in 64 KiB steps until it holds a whole line, however long.
+        """
+        with open(self.path, "rb") as f:
+            pos = f.seek(0, os.SEEK_END)
+            buf = b""
+            while True:
+                end = buf.rfind(b"\n") + 1  # 0: no newline in buf yet
+                if end:
+                    pieces = buf[: end - 1].split(b"\n")
+                    for i in range(len(pieces) - 1, -1, -1):
+                        # pieces[0] is whole only if it starts the file
+                        if pieces[i].strip() and (i > 0 or pos == 0):
+                            return pos + end, pieces[i]
+                if pos == 0:
+                    return end, b""
+                step = min(65536, pos)
+                pos -= step
+                f.seek(pos)
+                buf = f.read(step) + buf
+
+    def _seq(self, last: bytes) -> int:
+        if not last:
+            return 0
+        try:
+            return int(json.loads(last)["seq"])
+        except (ValueError, KeyError, TypeError):
+            raise RuntimeError(f"{self.path}: the last line is not an audit record; fix or move the file") from None
 
     def read(self) -> Iterator[dict[str, Any]]:
         with open(self.path, encoding="ascii") as f:

@@ -17,8 +17,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .bus import Callback, Unsubscribe, Watchable, subscribe_all
 from .sessions import Session, Sessions, read_token
 from .throttle import Throttle
 
@@ -104,9 +105,7 @@ class Auth:
 def current_user(ctx: Ctx) -> User | None:
     """Who is acting in ``ctx`` (None: nobody signed in). Resolved once per ctx."""
     if ctx.user is None and "auth_resolved" not in ctx.extra:
-        from .runtime import runtime
-
-        auth = runtime().auth
+        auth = _rt(ctx).auth
         ctx.user = auth.resolve(ctx) if auth is not None else None
         ctx.extra["auth_resolved"] = True
     return ctx.user  # type: ignore[no-any-return]
@@ -127,3 +126,65 @@ def load_local_identity(path: Path) -> User:
             '{"id": "local", "email": "you@example.com", "name": "You", "role": "owner"} '
             f"({exc})."
         ) from None
+
+
+def can(ctx: Ctx, action: str, resource: str) -> bool:
+    """May the acting user of ``ctx`` do ``action`` on ``resource``? (False when nobody is.)
+
+    The command checks it (the law: refuse with 403); the view uses the answer, carried in
+    its model, to leave out controls the viewer may not use (a courtesy).
+    """
+    rt = _rt(ctx)
+    user = current_user(ctx)
+    if rt.authz is None:
+        return user is not None or rt.auth is None
+    if user is None:
+        return False
+    return bool(rt.authz.can(ctx.store, str(user.id), action, resource))
+
+
+def require(ctx: Ctx, action: str, resource: str) -> User:
+    """The acting user, if they may do ``action`` on ``resource``; otherwise a 403."""
+    from .command import Refused
+
+    user = current_user(ctx)
+    if user is None:
+        raise Refused("You are not signed in. Sign in, then try again.", 403)
+    if not can(ctx, action, resource):
+        raise Refused(f"Your role ({user.role}) may not {action} {resource.split(':')[0]}. Ask an admin.", 403)
+    return user
+
+
+def grants_watch(ctx: Ctx) -> Watchable:
+    """A Watchable that fires when the acting user's grants change (for a region's ``watch``)."""
+    rt = _rt(ctx)
+    user = current_user(ctx)
+    if rt.authz is None or user is None:
+        return _Never()
+    subject = str(user.real.id if user.real else user.id)
+    watch: Watchable = rt.authz.watch(str(user.id))
+    if subject != str(user.id):  # masquerading: the admin's own grants matter too
+        return _Both(watch, rt.authz.watch(subject))
+    return watch
+
+
+class _Never:
+    def subscribe(self, callback: Callback) -> Unsubscribe:
+        return lambda: None
+
+
+class _Both:
+    def __init__(self, *parts: Watchable) -> None:
+        self.parts = parts
+
+    def subscribe(self, callback: Callback) -> Unsubscribe:
+        return subscribe_all(self.parts, callback)
+
+
+def _rt(ctx: Ctx) -> Any:
+    """The runtime the ctx was built by (streams run outside Flask's app context)."""
+    if ctx.runtime is not None:
+        return ctx.runtime
+    from .runtime import runtime
+
+    return runtime()

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import traceback
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, ValidationError
 
+from . import csrf
 from .bus import Bus
 from .html import html
 from .runtime import Runtime, runtime
@@ -39,6 +41,9 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_DATASTAR_URL   where pages load the Datastar client (default: our own static copy)
     ORION_MAX_BODY       largest request body in bytes (default 256 KiB)
     ORION_STATS          expose /_orion/stats (default: on in development only)
+    ORION_AUTH           accounts (sign up / sign in) or local (self-host: one identity, no sign-in)
+    ORION_AUDIT_JSONL    where the audit journal is mirrored as JSON lines (default data/audit.jsonl;
+                         empty: no file)
     SECRET_KEY           signs cookies; generated into data/secret_key on first boot
     """
     root = Path(app.root_path).parent
@@ -50,6 +55,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
         "ORION_HEARTBEAT": float(env.get("ORION_HEARTBEAT", "15")),
         "ORION_DATASTAR_URL": env.get("ORION_DATASTAR_URL", "/static/datastar.js"),
         "MAX_CONTENT_LENGTH": int(env.get("ORION_MAX_BODY", str(256 * 1024))),
+        "ORION_AUTH": env.get("ORION_AUTH", "accounts"),
     }
     cfg.update(overrides or {})
     if cfg["ORION_ENV"] not in ("development", "production"):
@@ -57,7 +63,10 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
             f"ORION_ENV={cfg['ORION_ENV']!r} is not a mode; set it to 'development' or 'production'."
         )
     cfg.setdefault("ORION_STATS", env.get("ORION_STATS", "1" if cfg["ORION_ENV"] == "development" else "0") == "1")
-    cfg.setdefault("SECRET_KEY", env.get("SECRET_KEY") or _secret_key(Path(cfg["ORION_DB"]).parent))
+    data = Path(cfg["ORION_DB"]).parent
+    cfg.setdefault("SECRET_KEY", env.get("SECRET_KEY") or _secret_key(data))
+    cfg.setdefault("ORION_AUDIT_JSONL", env.get("ORION_AUDIT_JSONL", str(data / "audit.jsonl")))
+    cfg.setdefault("ORION_IDENTITY_FILE", env.get("ORION_IDENTITY_FILE", str(data / "identity.json")))
     app.config.update(cfg)
     return cfg
 
@@ -74,8 +83,12 @@ def _secret_key(folder: Path) -> str:
     return key
 
 
-def install(app: Flask, store: Store, bus: Bus) -> Runtime:
-    """Hang the runtime on ``app`` and add what every orion app shares."""
+def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] = ()) -> Runtime:
+    """Hang the runtime on ``app`` and add what every orion app shares.
+
+    ``csrf_exempt`` is the explicit list of endpoints (``"blueprint.view"``) that skip the
+    cross-site check: only those authenticated by other means (a signed webhook).
+    """
     rt = Runtime(
         store=store,
         bus=bus,
@@ -86,6 +99,13 @@ def install(app: Flask, store: Store, bus: Bus) -> Runtime:
     app.extensions["orion"] = rt
     app.url_map.converters["id"] = IdConverter
     _error_pages(app, rt)
+    exempt = frozenset(csrf_exempt)
+    trusted = tuple(o for o in os.environ.get("ORION_TRUSTED_ORIGINS", "").split(",") if o)
+
+    @app.before_request
+    def refuse_cross_site() -> None:
+        csrf.check(request, exempt=exempt, trusted_origins=trusted)
+
     app.add_url_rule("/_orion/health", "orion_health", _health)
     if app.config.get("ORION_STATS"):
         app.add_url_rule("/_orion/stats", "orion_stats", _stats)

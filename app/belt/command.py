@@ -30,15 +30,26 @@ from . import signals as signals_mod
 from . import sse
 from .ctx import Ctx
 from .html import html
-from .runtime import request_ctx
+from .audit import AuditUnavailable, Journal
+from .auth import User, current_user
+from .runtime import Runtime, request_ctx, runtime
 from .signals import BadInput
 
 Handler = Callable[..., Any]
-PageFallback = Callable[[Ctx, dict[str, str], dict[str, Any]], Markup]
+PageFallback = Callable[[Ctx, dict[str, str], dict[str, Any]], Any]
 
 
 class Refused(BadInput):
     """Raise from a handler to refuse with a status and a message (404, 409, 403, ...)."""
+
+
+class Invalid(Exception):
+    """Raise from a handler when the input is well-formed but wrong (a taken email, a wrong
+    password): shown like a shape's issues, next to the fields."""
+
+    def __init__(self, issues: dict[str, str]) -> None:
+        super().__init__(" ".join(issues.values()))
+        self.issues = issues
 
 
 class Respond:
@@ -48,6 +59,11 @@ class Respond:
         self.datastar = datastar
         self.events: list[str] = []
         self.location: str | None = None
+        self.response_hooks: list[Callable[[BaseResponse], None]] = []
+
+    def on_response(self, hook: Callable[[BaseResponse], None]) -> None:
+        """Run ``hook(response)`` on the answer (set or clear a cookie)."""
+        self.response_hooks.append(hook)
 
     def patch(self, elements: Markup | str, **options: Any) -> None:
         """Patch elements into the requester's page only (see ``sse.patch_elements``)."""
@@ -84,23 +100,40 @@ def command(
     shape: Any = None,
     form: str | None = None,
     page: PageFallback | None = None,
+    action: str | None = None,
+    anonymous: bool = False,
+    while_masquerading: bool = False,
 ) -> Callable[..., BaseResponse | tuple[Any, int]]:
-    """Turn ``handler`` into a Flask view that reads, validates and answers.
+    """Turn ``handler`` into a Flask view that reads, validates, audits and answers.
 
     ``shape`` validates the signals (an ``app.belt.shape`` shape, a Pydantic model, or any
     object with ``parse(data) -> Parsed``). ``form`` is the id of the form whose fields show
     the issues. ``page(ctx, issues, values)`` re-renders the page for a form post without
-    JavaScript that failed validation.
+    JavaScript that failed validation. ``action`` names the command in the audit journal
+    (default ``<feature>.<handler name>``). ``anonymous=True`` lets a command run without a
+    signed-in user (sign-in, sign-up); ``while_masquerading=True`` lets it run while an admin
+    views as someone else (only "stop masquerading" should).
+
+    Every command passes, in order (DESIGN.md §7): read the signals → identity (no user:
+    ``auth.denied`` is journaled, 403) → the masquerade guard → validate → a **started** audit
+    record, committed before the effect (if it cannot be written: 503, nothing happens) →
+    the entitlement check → the effect (``handler``) → the **outcome** record.
     """
     validator = shapes.adapt(shape) if shape is not None else None
+    name = action or _default_action(handler)
 
     @functools.wraps(handler)
     def view(**url_values: Any) -> BaseResponse | tuple[Any, int]:
         is_datastar = request.headers.get("Datastar-Request") == "true"
         respond = Respond(is_datastar)
+        # Unreadable signals (malformed JSON, a wrong content type, an oversized body) are a
+        # broken client, never our page: a real 4xx for every client, Datastar included.
+        raw = signals_mod.read(request)
+        ctx = request_ctx(raw)
+        rt = runtime()
+        journal = rt.journal
         try:
-            raw = signals_mod.read(request)
-            ctx = request_ctx(raw)
+            user = _identity(ctx, rt, name, anonymous, while_masquerading, url_values)
             data: Any = raw
             if validator is not None:
                 parsed = validator.parse(raw)
@@ -109,24 +142,91 @@ def command(
                 data = parsed.value
                 if form is not None and is_datastar:
                     respond.errors(form, {}, _field_names(validator))
+            started = None
+            if journal is not None:
+                started = journal.started(
+                    action=name, actor=_uid(user), real_actor=_uid(user.real) if user and user.real else None,
+                    target=_target(url_values), tenant=ctx.tenant, request_id=ctx.request_id,
+                    client=request.remote_addr,
+                )
+            if rt.entitlement is not None:
+                rt.entitlement(ctx, name)
             before = len(respond.events)
             try:
                 handler(ctx, data, respond, **url_values)
-            except BadInput:
+            except Invalid as exc:
+                del respond.events[before:]
+                respond.location = None
+                _finish(journal, started, "failed", " ".join(exc.issues.values()), ctx)
+                return _invalid(ctx, respond, exc.issues, raw, form, page, validator)
+            except BadInput as exc:
                 # Its transaction rolled back: feedback the handler gave before refusing is void.
                 del respond.events[before:]
                 respond.location = None
+                _finish(journal, started, "denied" if exc.code == 403 else "failed", exc.message, ctx)
                 raise
+            except BaseException as exc:
+                _finish(journal, started, "failed", f"error: {type(exc).__name__}", ctx)
+                raise
+            _finish(journal, started, "succeeded", None, ctx)
+        except AuditUnavailable as exc:
+            raise BadInput(str(exc), 503) from exc
         except BadInput as exc:
-            if not is_datastar:
+            if not is_datastar or (exc.code or 400) >= 500:
                 raise
             # The Datastar v1 client ignores the body of a non-200 response, so a refusal
-            # (a todo someone else deleted, an oversized form) reaches the person as a toast.
+            # (a todo someone else deleted, a missing permission) reaches the person as a toast.
             respond.toast(exc.message, level="error")
         return _answer(respond)
 
     view.orion_kind = "command"  # type: ignore[attr-defined]
+    view.orion_action = name  # type: ignore[attr-defined]
     return view
+
+
+def _identity(
+    ctx: Ctx, rt: Runtime, name: str, anonymous: bool, while_masquerading: bool, url_values: dict[str, Any]
+) -> User | None:
+    """Who is acting; refuse (and journal) a command nobody may run from here."""
+    if rt.auth is None:
+        return None
+    user = current_user(ctx)
+    reason = None
+    if user is None and not anonymous:
+        reason = "You are not signed in. Sign in, then try again."
+    elif user is not None and user.masquerading and not while_masquerading:
+        # The one masquerade guard: viewing as someone else is read-only, for every command.
+        reason = f"You are viewing as {user.label} (read-only). Stop viewing as them to make changes."
+    if reason is None:
+        return user
+    if rt.journal is not None:
+        rt.journal.record(
+            action="auth.denied", outcome="denied", reason=f"{name}: {reason}", actor=_uid(user),
+            real_actor=_uid(user.real) if user and user.real else None, target=_target(url_values),
+            tenant=ctx.tenant, request_id=ctx.request_id, client=request.remote_addr,
+        )
+    raise Refused(reason, 403)
+
+
+def _finish(journal: Journal | None, started: int | None, outcome: str, reason: str | None, ctx: Ctx) -> None:
+    if journal is None or started is None:
+        return
+    actor = _uid(ctx.user)  # a sign-in learns who is acting during the effect
+    journal.finished(started, outcome, reason, actor=actor)
+
+
+def _uid(user: User | None) -> str | None:
+    return None if user is None else str(user.id)
+
+
+def _target(url_values: dict[str, Any]) -> str | None:
+    return ",".join(f"{k}={v}" for k, v in sorted(url_values.items())) or None
+
+
+def _default_action(handler: Handler) -> str:
+    module = handler.__module__.split(".")
+    feature = module[-2] if len(module) >= 2 and module[-1] == "commands" else module[-1]
+    return f"{feature}.{handler.__name__}"
 
 
 def _field_names(validator: Any) -> list[str]:
@@ -147,13 +247,16 @@ def _invalid(
     validator: Any,
 ) -> BaseResponse | tuple[Any, int]:
     if respond.datastar:
-        if form is not None:
+        if form is not None and set(issues) <= set(_field_names(validator)) | {"form"}:
             respond.errors(form, issues, sorted(set(_field_names(validator)) | set(issues)))
         else:
             respond.toast(" ".join(issues.values()), level="error")
         return _answer(respond)
     if page is not None and request.accept_mimetypes.accept_html:
-        return Response(page(ctx, issues, raw), status=422, mimetype="text/html")
+        rendered = page(ctx, issues, raw)
+        if isinstance(rendered, Markup):
+            return Response(rendered, status=422, mimetype="text/html")
+        return rendered  # type: ignore[no-any-return]  # the page decided otherwise (a redirect, a 403)
     if _prefers_html():
         # A form posted without JavaScript and no page to re-render: the error page, not JSON.
         raise BadInput(" ".join(issues.values()), 422)
@@ -166,6 +269,13 @@ def _prefers_html() -> bool:
 
 
 def _answer(respond: Respond) -> BaseResponse:
+    response = _response(respond)
+    for hook in respond.response_hooks:
+        hook(response)
+    return response
+
+
+def _response(respond: Respond) -> BaseResponse:
     if respond.datastar:
         if respond.location is not None:
             respond.script(f"window.location.assign({_js_string(respond.location)})")
@@ -194,4 +304,4 @@ def _js_string(value: str) -> str:
     return json.dumps(value).replace("<", "\\u003c")
 
 
-__all__ = ["Refused", "Respond", "command", "html"]
+__all__ = ["Invalid", "Refused", "Respond", "command", "html"]

@@ -47,13 +47,18 @@ def check(request: Request, *, exempt: Collection[str] = (), trusted_origins: Co
     """Raise ``CrossSiteRefused`` (403) for a cross-site unsafe request; return otherwise."""
     if request.method not in UNSAFE or request.endpoint in exempt:
         return
+    trusted = {o.rstrip("/").lower() for o in trusted_origins}
+    origin = request.headers.get("Origin")
     site = request.headers.get("Sec-Fetch-Site")
     if site is not None:
         if site in ("same-origin", "none"):
             return
+        # A trusted origin is another site by definition (same-site or cross-site): only its
+        # Origin can vouch for it, and every browser that sends Sec-Fetch-Site sends Origin too.
+        if origin is not None and origin.lower() in trusted:
+            return
         raise CrossSiteRefused(f"Sec-Fetch-Site: {site}")
-    ours = {request.host_url.rstrip("/").lower(), *(o.rstrip("/").lower() for o in trusted_origins)}
-    origin = request.headers.get("Origin")
+    ours = {request.host_url.rstrip("/").lower(), *trusted}
     if origin is not None:
         if origin.lower() in ours:
             return

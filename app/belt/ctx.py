@@ -55,3 +55,6 @@ class Ctx:
     request_id: str = field(default_factory=lambda: secrets.token_hex(8))
     #: Free-form values a feature attaches for its own views (never read by the belt).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The process runtime (auth, authz, journal): streams run outside Flask's app context,
+    #: so whatever a model needs travels with the ctx, not through a global.
+    runtime: Any = None

@@ -13,8 +13,8 @@ from .html import html
 from .runtime import runtime
 
 
-def document(title: str, body: Markup, *, head: Markup = Markup("")) -> Markup:
-    """A complete page: ``body`` inside the shared shell."""
+def document(title: str, body: Markup, *, head: Markup = Markup(""), header: Markup = Markup("")) -> Markup:
+    """A complete page: ``header`` (the nav) and ``body`` inside the shared shell."""
     rt = runtime()
     return html(
         "<!doctype html>\n"
@@ -23,12 +23,13 @@ def document(title: str, body: Markup, *, head: Markup = Markup("")) -> Markup:
         "<title>{title}</title>\n"
         '<link rel="stylesheet" href="{css}">\n'
         '<script type="module" src="{datastar}"></script>\n'
-        "{head}</head>\n<body>\n{body}\n"
+        "{head}</head>\n<body>\n{header}{body}\n"
         '<div id="toasts" class="toasts" aria-live="polite"></div>\n'
         "</body>\n</html>\n",
         title=title,
         css=url_for("static", filename="orion.css"),
         datastar=rt.datastar_url,
         head=head,
+        header=header,
         body=body,
     )

@@ -22,6 +22,9 @@ from .ctx import BoundBus, Ctx
 from .store import Store
 
 if TYPE_CHECKING:
+    from .audit import Journal
+    from .auth import Auth
+    from .authz import Authz
     from .live import Stream
 
 log = logging.getLogger("orion")
@@ -52,11 +55,17 @@ class Runtime:
     started: float = field(default_factory=time.time)
     stopping: bool = False
     datastar_url: str = "/static/datastar.js"
+    #: Identity (None: the app has no notion of users), grants, the audit journal.
+    auth: Auth | None = None
+    authz: Authz | None = None
+    journal: Journal | None = None
+    #: The entitlement check of step 3 of every command; None when billing is off.
+    entitlement: Callable[[Ctx, str], None] | None = None
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def ctx(self, signals: dict[str, Any] | None = None, **kwargs: Any) -> Ctx:
         """A fresh ctx bound to this runtime's store and bus."""
-        return Ctx(store=self.store, bus=BoundBus(self.bus, self.store), signals=signals or {}, **kwargs)
+        return Ctx(store=self.store, bus=BoundBus(self.bus, self.store), signals=signals or {}, runtime=self, **kwargs)
 
     def stats(self) -> dict[str, Any]:
         s = self.store.stats

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flask import Request, Response
+from flask import Request
+from werkzeug.wrappers import Response
 
 from .store import Store
 

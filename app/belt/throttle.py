@@ -25,7 +25,9 @@ class Throttle:
         """Seconds an attempt must wait after the last of ``failures`` failures."""
         if failures < self.free:
             return 0.0
-        return min(2.0 ** (failures - self.free), MAX_DELAY)
+        # Cap the exponent before raising 2.0 to it: past ~1024 failures (about ten days of
+        # one try per 15 minutes) 2.0 ** n overflows and every attempt would raise instead.
+        return min(2.0 ** min(failures - self.free, 32), MAX_DELAY)
 
     def retry_after(self, keys: Iterable[str]) -> float:
         """0 when an attempt may go ahead now; otherwise the seconds left to wait."""

@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from tests.support.server import LiveServer
+
 CHROMIUM = os.environ.get("ORION_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -96,6 +98,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 _CALL_FAILED = pytest.StashKey[bool]()
+
+
+#: The self-host mode: one identity (the owner), no sign-in. These tests are about the todos
+#: page; signing in is the accounts feature's to test.
+SELF_HOST = {"ORION_AUTH": "local"}
+
+
+@pytest.fixture
+def server(start_server: Callable[..., LiveServer]) -> LiveServer:
+    return start_server(env=SELF_HOST)
 
 
 @pytest.fixture

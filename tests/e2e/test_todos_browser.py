@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import Pages
+from tests.e2e.conftest import SELF_HOST, Pages
 from tests.support.server import LiveServer
 
 pytestmark = pytest.mark.e2e
@@ -216,7 +216,7 @@ def restart_noise(text: str) -> bool:
 
 #: An open page must not make a restart wait for gunicorn's graceful timeout (10 s); 3 s
 #: keeps these tests short and still tells "finished on its own" from "killed at the timeout".
-QUICK_STOP = {"GUNICORN_CMD_ARGS": "--graceful-timeout 3"}
+QUICK_STOP = {**SELF_HOST, "GUNICORN_CMD_ARGS": "--graceful-timeout 3"}
 
 
 def test_the_page_is_live_and_current_after_a_server_restart(
@@ -229,7 +229,7 @@ def test_the_page_is_live_and_current_after_a_server_restart(
     pages.allow(restart_noise)
 
     first.stop()
-    second = LiveServer(db, port=first.port).start()
+    second = LiveServer(db, port=first.port, env=SELF_HOST).start()
     try:
         # A change made while the page may still be reconnecting: its first frame shows it.
         assert post(second, "/todos", {"title": "Made during the restart"}) == 200
@@ -245,15 +245,11 @@ def test_the_page_is_live_and_current_after_a_server_restart(
         second.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app/belt/live.py: a stream opened after shutdown began is never ended. The page's "
-    "reconnect reaches the stopping worker (an idle keep-alive connection, or the moment "
-    "before gunicorn closes the listener) and holds it open until the worker is killed at "
-    "graceful_timeout, so worker_exit never closes the store."
-))
 def test_an_open_page_does_not_hold_up_a_restart(
     start_server: Callable[..., LiveServer], pages: Pages, tmp_path: Path
 ) -> None:
+    """The page's reconnect can reach the stopping worker (over an idle keep-alive connection,
+    or just before gunicorn closes the listener): that stream must end at once too."""
     db = tmp_path / "deploy.sqlite"
     server = start_server(db=db, env=QUICK_STOP)
     page = pages.open(server.url)

@@ -37,6 +37,10 @@ class LiveServer:
             "ORION_HEARTBEAT": "1",
             "ORION_STATS": "1",
             "SECRET_KEY": "test-secret",
+            # The self-host mode (one local identity, no sign-in) unless a test asks for accounts.
+            "ORION_AUTH": "local",
+            "ORION_AUDIT_JSONL": str(db.parent / f"audit-{db.stem}.jsonl"),
+            "ORION_IDENTITY_FILE": str(db.parent / "identity.json"),
             **(env or {}),
         }
         self.proc: subprocess.Popen[bytes] | None = None

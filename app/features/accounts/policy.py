@@ -13,7 +13,10 @@ from app.belt import Store
 
 from . import sql
 
-ROLES = ("owner", "admin", "member", "viewer")
+#: The role of every account after the first (the first one owns the app).
+DEFAULT_ROLE = "member"
+ROLES = ("owner", "admin", "member", "viewer", "none")
+LABELS = {"owner": "Owner", "admin": "Admin", "member": "Member", "viewer": "Viewer", "none": "No access"}
 
 GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
     "owner": (("*", "*"),),
@@ -23,6 +26,7 @@ GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
     ),
     "member": (("view", "todos:*"), ("create", "todos:*"), ("edit", "todos:*")),
     "viewer": (("view", "todos:*"),),
+    "none": (),  # signed in, but may see nothing: what "revoke access" sets
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.belt import Ctx, Refused, Respond, shape
+from app.belt import Ctx, Refused, Respond, require, shape
 
 from . import sql
 
@@ -17,6 +17,7 @@ DONE = shape.obj(done=shape.boolean())
 
 
 def add(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
+    require(ctx, "create", "todos:*")
     with ctx.store.tx():
         sql.insert(ctx.store, data["title"])
         ctx.bus.publish(TOPIC)
@@ -24,6 +25,7 @@ def add(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
 
 
 def set_done(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> None:
+    require(ctx, "edit", f"todos:{todo_id}")
     with ctx.store.tx():
         _exists(ctx, todo_id)
         sql.set_done(ctx.store, todo_id, data["done"])
@@ -31,6 +33,7 @@ def set_done(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> 
 
 
 def rename(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> None:
+    require(ctx, "edit", f"todos:{todo_id}")
     with ctx.store.tx():
         _exists(ctx, todo_id)
         sql.rename(ctx.store, todo_id, data["title"])
@@ -38,6 +41,7 @@ def rename(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> No
 
 
 def delete(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> None:
+    require(ctx, "delete", f"todos:{todo_id}")
     with ctx.store.tx():
         _exists(ctx, todo_id)
         sql.delete(ctx.store, todo_id)
@@ -45,6 +49,7 @@ def delete(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> No
 
 
 def clear_completed(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
+    require(ctx, "delete", "todos:*")
     with ctx.store.tx():
         if sql.clear_completed(ctx.store):
             ctx.bus.publish(TOPIC)

@@ -7,6 +7,7 @@ same form posts through ``@post(..., {contentType: 'form'})`` and the page is ne
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from markupsafe import Markup
 
@@ -17,14 +18,33 @@ FORM = "new-todo"
 TITLE_MAX = 200
 
 
+class Perms(NamedTuple):
+    """What this viewer may do: part of the model, so the HTML leaves out the rest."""
+
+    create: bool = True
+    edit: bool = True
+    delete: bool = True
+
+
+ListModel = tuple[Sequence[Row], Perms]
+StatusModel = tuple[int, int, bool]
+
+
 def _action(url: str) -> Markup:
     """The Datastar attribute that turns a plain form post into a background one."""
     return html(' data-on:submit__prevent="@post(\'{}\', {{contentType: \'form\'}})"', url)
 
 
-def status_model(rows: Sequence[Row]) -> tuple[int, int]:
-    """(remaining, total) of a list of todo rows."""
-    return sum(1 for row in rows if not row["done"]), len(rows)
+def status_model(rows: Sequence[Row], perms: Perms) -> StatusModel:
+    """(remaining, total, may clear) of a list of todo rows."""
+    return sum(1 for row in rows if not row["done"]), len(rows), perms.delete
+
+
+def new_todo(can_create: bool) -> Markup:
+    """The region holding the add form: present only for those who may add."""
+    if not can_create:
+        return Markup('<div id="todo-new"></div>')
+    return html('<div id="todo-new">{}</div>', new_form())
 
 
 def new_form(value: str = "", error: str | None = None) -> Markup:
@@ -43,40 +63,48 @@ def new_form(value: str = "", error: str | None = None) -> Markup:
     )
 
 
-def _item(row: Row) -> Markup:
+def _item(row: Row, perms: Perms) -> Markup:
     todo_id, title, done = row["id"], row["title"], bool(row["done"])
-    return html(
-        '<li id="todo-{id}" class="todo{cls}">'
-        '<form method="post" action="/todos/{id}/toggle"{toggle}>'
-        '<input type="checkbox" name="done" aria-label="Done: {title}"{checked} '
-        'data-on:change="el.form.requestSubmit()">'
-        "<noscript><button>Save</button></noscript></form>"
-        '<form class="rename" method="post" action="/todos/{id}/rename"{rename}>'
-        '<input name="title" value="{title}" aria-label="Title of todo {id}" maxlength="{max}" required>'
-        "</form>"
-        '<form method="post" action="/todos/{id}/delete"{delete}>'
-        '<button class="delete" aria-label="Delete {title}" title="Delete">&times;</button></form>'
-        "</li>",
-        id=todo_id, cls=" done" if done else "", title=title, max=TITLE_MAX,
-        checked=Markup(" checked") if done else "",
-        toggle=_action(f"/todos/{todo_id}/toggle"),
-        rename=_action(f"/todos/{todo_id}/rename"),
-        delete=_action(f"/todos/{todo_id}/delete"),
-    )
+    if perms.edit:
+        toggle = html(
+            '<form method="post" action="/todos/{id}/toggle"{action}>'
+            '<input type="checkbox" name="done" aria-label="Done: {title}"{checked} '
+            'data-on:change="el.form.requestSubmit()">'
+            "<noscript><button>Save</button></noscript></form>"
+            '<form class="rename" method="post" action="/todos/{id}/rename"{rename}>'
+            '<input name="title" value="{title}" aria-label="Title of todo {id}" maxlength="{max}" required>'
+            "</form>",
+            id=todo_id, title=title, max=TITLE_MAX, checked=Markup(" checked") if done else "",
+            action=_action(f"/todos/{todo_id}/toggle"), rename=_action(f"/todos/{todo_id}/rename"),
+        )
+    else:
+        toggle = html(
+            '<input type="checkbox" aria-label="Done: {}" disabled{}><span class="title">{}</span>',
+            title, Markup(" checked") if done else "", title,
+        )
+    delete = ""
+    if perms.delete:
+        delete = html(
+            '<form method="post" action="/todos/{id}/delete"{action}>'
+            '<button class="delete" aria-label="Delete {title}" title="Delete">&times;</button></form>',
+            id=todo_id, title=title, action=_action(f"/todos/{todo_id}/delete"),
+        )
+    return html('<li id="todo-{}" class="todo{}">{}{}</li>', todo_id, " done" if done else "", toggle, delete)
 
 
-def todo_list(rows: Sequence[Row]) -> Markup:
+def todo_list(model: ListModel) -> Markup:
     """The live list region."""
+    rows, perms = model
     if not rows:
         return Markup('<ul id="todo-list" class="todos" aria-label="Todos"><li class="empty">Nothing to do.</li></ul>')
-    return html('<ul id="todo-list" class="todos" aria-label="Todos">{}</ul>', join(_item(row) for row in rows))
+    return html('<ul id="todo-list" class="todos" aria-label="Todos">{}</ul>', join(_item(row, perms) for row in rows))
 
 
-def status(counts: tuple[int, int]) -> Markup:
+def status(counts: StatusModel) -> Markup:
     """The live status region: "N of M remaining" and "Clear completed"."""
-    remaining, total = counts
+    remaining, total, may_clear = counts
     clear = ""
-    if total > remaining:
+    if may_clear and total > remaining:
         clear = html(
             '<form method="post" action="/todos/clear-completed"{}>'
             "<button>Clear completed</button></form>",

@@ -1,0 +1,33 @@
+"""nav: the bar at the top of every signed-in page, with the masquerade banner."""
+
+from __future__ import annotations
+
+from markupsafe import Markup
+
+from app.belt import html, join
+from app.belt.auth import User
+
+
+def nav(user: User | None, *, admin: bool = False) -> Markup:
+    """Who is signed in, where they can go, and a way out. ``admin`` shows the Users link."""
+    if user is None:
+        return html('<nav class="bar"><a href="/">orion</a><span class="grow"></span>'
+                    '<a href="/signin">Sign in</a><a href="/signup">Sign up</a></nav>')
+    links = [html('<a href="/">Todos</a>')]
+    if admin:
+        links.append(html('<a href="/admin/users">Users</a>'))
+    links.append(html('<a href="/account">Account</a>'))
+    banner = Markup("")
+    if user.masquerading:
+        assert user.real is not None
+        banner = html(
+            '<div class="masquerade" role="status">{} is viewing as <strong>{}</strong> (read-only). '
+            '<form method="post" action="/masquerade/stop"><button>Stop viewing as {}</button></form></div>',
+            user.real.label, user.label, user.label,
+        )
+    return html(
+        '<nav class="bar"><a href="/" class="brand">orion</a>{}<span class="grow"></span>'
+        '<span class="who">{} <small>({})</small></span>'
+        '<form method="post" action="/signout"><button class="link">Sign out</button></form></nav>{}',
+        join(links), user.label, user.role, banner,
+    )
