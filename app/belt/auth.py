@@ -99,6 +99,9 @@ class Auth:
             target = self.load_user(ctx.store, session.masquerade_as)
             if target is not None:
                 return replace(target, real=user)
+            # The user being viewed is gone: end the masquerade visibly (the banner goes away)
+            # rather than carry on as the admin under a read-only guard they cannot see.
+            self.sessions.masquerade(session.id, None)
         return user
 
 

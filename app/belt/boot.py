@@ -20,7 +20,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter, ValidationError
 
-from . import csrf
+from . import cli, csrf
 from .bus import Bus
 from .html import html
 from .runtime import Runtime, runtime
@@ -107,6 +107,7 @@ def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] 
         csrf.check(request, exempt=exempt, trusted_origins=trusted)
 
     app.add_url_rule("/_orion/health", "orion_health", _health)
+    cli.register(app)
     if app.config.get("ORION_STATS"):
         app.add_url_rule("/_orion/stats", "orion_stats", _stats)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

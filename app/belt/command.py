@@ -17,6 +17,7 @@ One handler serves three kinds of client:
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +35,8 @@ from .audit import AuditUnavailable, Journal
 from .auth import User, current_user
 from .runtime import Runtime, request_ctx, runtime
 from .signals import BadInput
+
+log = logging.getLogger("orion.command")
 
 Handler = Callable[..., Any]
 PageFallback = Callable[[Ctx, dict[str, str], dict[str, Any]], Any]
@@ -212,7 +215,12 @@ def _finish(journal: Journal | None, started: int | None, outcome: str, reason: 
     if journal is None or started is None:
         return
     actor = _uid(ctx.user)  # a sign-in learns who is acting during the effect
-    journal.finished(started, outcome, reason, actor=actor)
+    try:
+        journal.finished(started, outcome, reason, actor=actor)
+    except Exception:
+        # The effect already happened (or failed) and must not be masked: the started record
+        # without an outcome shows up as interrupted, which is the truth we can still tell.
+        log.exception("audit: cannot write the outcome of record %s (%s)", started, outcome)
 
 
 def _uid(user: User | None) -> str | None:

@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterable
 from .store import Store
 
 MAX_DELAY = 15 * 60.0
+#: Failures older than this no longer count: a forgotten password last month is not an attack.
+FORGET_AFTER = 24 * 3600.0
 
 
 class Throttle:
@@ -35,7 +37,7 @@ class Throttle:
         wait = 0.0
         for key in keys:
             row = self.store.one("SELECT failures, last_at FROM _orion_throttle WHERE key = ?", (key,))
-            if row is not None:
+            if row is not None and now - row["last_at"] < FORGET_AFTER:
                 wait = max(wait, row["last_at"] + self.delay(row["failures"]) - now)
         return max(wait, 0.0)
 
@@ -45,8 +47,9 @@ class Throttle:
             for key in keys:
                 self.store.exec(
                     "INSERT INTO _orion_throttle (key, failures, last_at) VALUES (?, 1, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET failures = failures + 1, last_at = excluded.last_at",
-                    (key, now),
+                    " ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at,"
+                    " failures = CASE WHEN excluded.last_at - last_at >= ? THEN 1 ELSE failures + 1 END",
+                    (key, now, FORGET_AFTER),
                 )
 
     def reset(self, keys: Iterable[str]) -> None:

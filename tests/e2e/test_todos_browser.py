@@ -227,6 +227,7 @@ def test_the_page_is_live_and_current_after_a_server_restart(
     page = pages.open(first.url)
     wait_streams(first, 1)
     pages.allow(restart_noise)
+    new_todo(page).fill("Half typed")  # what the person was writing survives the restart
 
     first.stop()
     second = LiveServer(db, port=first.port, env=SELF_HOST).start()
@@ -239,6 +240,7 @@ def test_the_page_is_live_and_current_after_a_server_restart(
         assert post(second, "/todos", {"title": "Made after the restart"}) == 200
         expect(done_box(page, "Made after the restart")).to_be_visible(timeout=LIVE)
         expect(status(page)).to_contain_text("2 of 2 remaining")
+        expect(new_todo(page)).to_have_value("Half typed")
         pages.assert_clean()
     finally:
         pages.close()
