@@ -18,6 +18,7 @@ from typing import Any
 import gevent
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter, ValidationError
 
 from . import cli, csrf
@@ -41,6 +42,8 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_DATASTAR_URL   where pages load the Datastar client (default: our own static copy)
     ORION_MAX_BODY       largest request body in bytes (default 256 KiB)
     ORION_STATS          expose /_orion/stats (default: on in development only)
+    ORION_PROXIES        how many reverse proxies sit in front (trust that many X-Forwarded-* hops;
+                         default 0). Needed for HTTPS detection (Secure, __Host- cookies) behind TLS.
     ORION_AUTH           accounts (sign up / sign in) or local (self-host: one identity, no sign-in)
     ORION_AUDIT_JSONL    where the audit journal is mirrored as JSON lines (default data/audit.jsonl;
                          empty: no file)
@@ -56,6 +59,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
         "ORION_DATASTAR_URL": env.get("ORION_DATASTAR_URL", "/static/datastar.js"),
         "MAX_CONTENT_LENGTH": int(env.get("ORION_MAX_BODY", str(256 * 1024))),
         "ORION_AUTH": env.get("ORION_AUTH", "accounts"),
+        "ORION_PROXIES": int(env.get("ORION_PROXIES", "0")),
     }
     cfg.update(overrides or {})
     if cfg["ORION_ENV"] not in ("development", "production"):
@@ -97,6 +101,11 @@ def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] 
     )
     rt.datastar_url = app.config["ORION_DATASTAR_URL"]
     app.extensions["orion"] = rt
+    proxies = int(app.config.get("ORION_PROXIES", 0))
+    if proxies:
+        # Trust exactly as many X-Forwarded-* hops as there are proxies: the scheme decides
+        # whether session cookies are Secure and __Host- prefixed, the address feeds throttling.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
     app.url_map.converters["id"] = IdConverter
     _error_pages(app, rt)
     exempt = frozenset(csrf_exempt)

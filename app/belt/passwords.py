@@ -1,9 +1,9 @@
 """Passwords: scrypt at OWASP's parameters, hashed off the gevent hub.
 
 One hash costs ~0.3 s of CPU and 128 MiB of memory (n=2**17, r=8, p=1). On the hub it would
-freeze every open stream for that long, so it runs on a dedicated two-thread pool (hashlib
-releases the GIL while it works); two at a time bounds the memory a burst of sign-ins can
-take. A sign-in for an unknown email hashes a dummy password, so "no such user" and
+freeze every open stream for that long, so it runs on a dedicated pool of (cores - 1) threads
+(hashlib releases the GIL while it works): a burst of sign-ins queues there, bounded in
+memory, and one core is always left to the hub. A sign-in for an unknown email hashes a dummy password, so "no such user" and
 "wrong password" take the same time and give the same answer.
 """
 
@@ -27,7 +27,9 @@ _pool: ThreadPool | None = None
 def _threads() -> ThreadPool:
     global _pool
     if _pool is None:
-        _pool = ThreadPool(2)
+        # One core is left to the hub: a burst of sign-ins queues here instead of
+        # starving every open stream of CPU.
+        _pool = ThreadPool(max(1, (os.cpu_count() or 2) - 1))
     return _pool
 
 
