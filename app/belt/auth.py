@@ -39,6 +39,8 @@ class User:
     name: str = ""
     role: str = "member"
     real: User | None = None
+    #: The self-host identity: nobody signs in or out.
+    local: bool = False
 
     @property
     def masquerading(self) -> bool:
@@ -122,7 +124,7 @@ def load_local_identity(path: Path) -> User:
     try:
         data = json.loads(path.read_text())
         return User(id=str(data["id"]), email=str(data["email"]), name=str(data.get("name", "")),
-                    role=str(data.get("role", "owner")))
+                    role=str(data.get("role", "owner")), local=True)
     except (ValueError, KeyError) as exc:
         raise SystemExit(
             f"{path}: the local identity must be JSON like "

@@ -22,8 +22,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, redirect, request
+from flask import Response, current_app, redirect, request
 from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
 from . import shape as shapes
@@ -300,10 +302,23 @@ def _back() -> str:
     referrer = request.referrer
     if referrer:
         parts = urlsplit(referrer)
+        path = parts.path or "/"
         # Browsers read a path starting "//" or "/\" as another host: never redirect there.
-        if parts.netloc == request.host and not parts.path.startswith(("//", "/\\")):
-            return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        if parts.netloc == request.host and not path.startswith(("//", "/\\")) and _is_page(path):
+            return path + (f"?{parts.query}" if parts.query else "")
     return "/"
+
+
+def _is_page(path: str) -> bool:
+    """Does ``path`` answer a GET? A page re-rendered with errors (422) keeps the URL of the
+    command that rendered it (POST only): going "back" there would land on a 405."""
+    try:
+        current_app.url_map.bind(request.host).match(path, method="GET")
+    except RequestRedirect:  # the same page with a trailing slash
+        return True
+    except HTTPException:  # NotFound, MethodNotAllowed
+        return False
+    return True
 
 
 def _js_string(value: str) -> str:

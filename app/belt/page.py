@@ -21,6 +21,8 @@ def document(title: str, body: Markup, *, head: Markup = Markup(""), header: Mar
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>{title}</title>\n"
+        # No icon declared means every page load asks for /favicon.ico and logs its 404.
+        '<link rel="icon" href="data:,">\n'
         '<link rel="stylesheet" href="{css}">\n'
         '<script type="module" src="{datastar}"></script>\n'
         "{head}</head>\n<body>\n{header}{body}\n"

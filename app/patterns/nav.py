@@ -14,9 +14,10 @@ def nav(user: User | None, *, admin: bool = False) -> Markup:
         return html('<nav class="bar"><a href="/">orion</a><span class="grow"></span>'
                     '<a href="/signin">Sign in</a><a href="/signup">Sign up</a></nav>')
     links = [html('<a href="/">Todos</a>')]
-    if admin:
+    if admin and not user.local:
         links.append(html('<a href="/admin/users">Users</a>'))
-    links.append(html('<a href="/account">Account</a>'))
+    if not user.local:
+        links.append(html('<a href="/account">Account</a>'))
     banner = Markup("")
     if user.masquerading:
         assert user.real is not None
@@ -25,9 +26,11 @@ def nav(user: User | None, *, admin: bool = False) -> Markup:
             '<form method="post" action="/masquerade/stop"><button>Stop viewing as {}</button></form></div>',
             user.real.label, user.label, user.label,
         )
+    sign_out = Markup("")
+    if not user.local:
+        sign_out = html('<form method="post" action="/signout"><button class="link">Sign out</button></form>')
     return html(
         '<nav class="bar"><a href="/" class="brand">orion</a>{}<span class="grow"></span>'
-        '<span class="who">{} <small>({})</small></span>'
-        '<form method="post" action="/signout"><button class="link">Sign out</button></form></nav>{}',
-        join(links), user.label, user.role, banner,
+        '<span class="who">{} <small>({})</small></span>{}</nav>{}',
+        join(links), user.label, user.role, sign_out, banner,
     )

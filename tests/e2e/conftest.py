@@ -28,15 +28,6 @@ ARGS = [
 ]
 
 
-def _known(text: str, url: str) -> bool:
-    """Errors reported upstream and not this suite's to fix; each names its way out.
-
-    The document (app/belt/page.py) declares no icon, so Chromium asks for /favicon.ico and
-    logs its 404 as a console error. Remove this once the shell has ``<link rel="icon" ...>``.
-    """
-    return url.endswith("/favicon.ico") and "404" in text
-
-
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not shutil.which(CHROMIUM):
@@ -75,7 +66,7 @@ class Pages:
         if msg.type != "error":
             return
         text, url = msg.text, msg.location.get("url") or ""
-        if any(ok(text) for ok in self.allowed) or _known(text, url):
+        if any(ok(text) for ok in self.allowed):
             return
         self.errors.append(f"{name}: console error {text!r} at {url}")
 

@@ -189,10 +189,6 @@ def test_the_page_works_without_javascript(server: LiveServer, pages: Pages) -> 
     pages.assert_clean()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "app/belt/command.py _back() sends a form post back to its Referer; after a 422 re-render "
-    "the page's URL is the command's (/todos), so the next post 303s to GET /todos: a 405 page."
-))
 def test_without_javascript_fixing_a_bad_title_lands_back_on_the_page(server: LiveServer, pages: Pages) -> None:
     page = pages.open(server.url, javascript=False)
     pages.allow(lambda text: "status of 422" in text)

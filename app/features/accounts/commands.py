@@ -62,7 +62,9 @@ def sign_in(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
     keys = [f"account:{data['email'].lower()}", f"address:{request.remote_addr}"]
     wait = max(auth.account_throttle.retry_after(keys[:1]), auth.ip_throttle.retry_after(keys[1:]))
     if wait > 0:
-        raise Refused(f"Too many sign-in attempts. Wait {int(wait) + 1} seconds, then try again.", 429)
+        seconds = int(wait) + 1
+        raise Refused(f"Too many sign-in attempts. Wait {seconds} second{'s' if seconds != 1 else ''}, "
+                      "then try again.", 429)
     row = sql.by_email(ctx.store, data["email"])
     if not pw.verify_password(data["password"], row["password_hash"] if row else None):
         auth.account_throttle.fail(keys[:1])
