@@ -21,7 +21,7 @@ check: setup-dev  ## lint, types and tests
 	$(BIN)/python -m pytest
 
 bench: setup-dev  ## benchmarks; results land in bench/RESULTS.md (never part of make test)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)  # e.g. BENCH_ARGS=--quick; see bench/README.md
 
 setup: $(VENV)/.runtime app/static/datastar.js
 

@@ -60,13 +60,15 @@ def render(r: dict[str, Any]) -> str:
         "",
         "## Workload",
         "",
-        f"- The todos page's live stream (`GET /todos/live`, two regions) over brotli, the list holding "
-        f"{cfg['rows']} todos: one list event is {_num(raw, 0)} B raw.",
+        f"- The todos page's live stream (`GET /todos/live`, every region of the page) over brotli, the list "
+        f"holding {cfg['rows']} todos: one list event is {_num(raw, 0)} B raw. A rename changes the list "
+        "region only, so each update is one event per viewer.",
         f"- Each update renames one row (`POST /todos/<id>/rename`, a Datastar action) to a unique title; "
         f"{cfg['warmup']} warm-up updates, then {cfg['updates']} measured ones, each after every viewer got the "
         f"previous one and a {cfg['pause'] * 1000:.0f} ms pause.",
         "- **orion**: the app under gunicorn with its one gevent worker, a fresh SQLite file, heartbeat "
-        f"{cfg['heartbeat']} s. **floor**: `bench/floor.py`, a bare gevent server that writes the exact events "
+        f"{cfg['heartbeat']} s, `ORION_AUTH=local` (one owner identity, no sign-in). **floor**: `bench/floor.py`, "
+        "a bare gevent server that writes the exact events "
         "orion sent (captured by the client in the orion round) through one brotli compressor per "
         "connection, q5 lgwin16 like orion: it compresses live, it does not replay pre-compressed bytes.",
         "- The load client (`bench/client.py`) runs in its own process: N raw gevent sockets, each with "
@@ -289,6 +291,19 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
                 f"32 KiB window no longer holds the previous {enc['raw_bytes_per_event'] / 1024:.0f} KiB frame. "
                 "brotli's lgwin16 (64 KiB) has the same cliff once the region outgrows ~60 KB.")
         lines.append("")
+    big = runs[-1]
+    go, gf = (big["orion"].get("gc") or {}).get("server"), (big["floor"].get("gc") or {}).get("server")
+    if go and gf:
+        per_publish = go["total_ms"] / max(1, big["orion"]["updates"])
+        lines += [
+            f"Garbage collection at N={big['viewers']:,}: the orion worker spent {go['total_ms']:,.0f} ms collecting "
+            f"during the {big['orion']['updates']} measured updates ({per_publish:.0f} ms per publish, "
+            f"{per_publish / max(1e-9, big['orion']['cpu_ms_per_publish']) * 100:.0f}% of its CPU per publish; "
+            f"{go['full']} full collections of up to {go['full_max_ms']:.0f} ms), the floor {gf['total_ms']:,.0f} ms "
+            f"(full ones up to {gf['full_max_ms']:.0f} ms). A collection walks the objects each open stream keeps "
+            "alive (its request, environ, ctx, generator, greenlet, timers), so its pauses grow with N.",
+            "",
+        ]
     prof = r.get("profile")
     if prof and prof.get("samples"):
         lines += [

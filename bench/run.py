@@ -215,9 +215,9 @@ def add_gc(result: dict[str, Any], server_name: str, server_pid: int, client: Cl
 
 
 def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
-                on_go: Callable[[int], Callable[[], None]] | None = None) -> dict[str, Any]:
+                on_go: Callable[[int], Callable[[], None]] | None = None, tag: str = "") -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="orion-bench-"))
-    name = f"orion-{viewers}"
+    name = f"orion-{viewers}{tag}"
     env = {
         "ORION_HEARTBEAT": "15",
         "ORION_STATS": "1",
@@ -242,8 +242,7 @@ def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
         worker = psutil.Process(after["pid"])
         time.sleep(0.3)
         s_idle = snapshot(worker, None, stats_url)
-        client = Client(server.url, viewers, cfg, capture, OUT / f"client-orion-{viewers}.log",
-                        f"client-orion-{viewers}")
+        client = Client(server.url, viewers, cfg, capture, OUT / f"client-{name}.log", f"client-{name}")
         result = drive(client, worker, stats_url, viewers, on_go)
         add_gc(result, name, worker.pid, client)
         result["snapshots"]["idle"] = s_idle
@@ -257,7 +256,7 @@ def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
         if client is not None:
             client.close()
         server.stop(timeout=30)
-        shutil.copy(server.log_path, OUT / f"server-orion-{viewers}.log")
+        shutil.copy(server.log_path, OUT / f"server-{name}.log")
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -494,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             n = min(1000, max(viewers))
             print(f"N={n}: orion under py-spy (timings not reported) ...", flush=True)
             output = OUT / f"profile-{n}.txt"
-            bench_orion(n, cfg, None, py_spy_recorder(py_spy, output))
+            bench_orion(n, cfg, None, py_spy_recorder(py_spy, output), tag="-profile")
             results["profile"] = {"viewers": n, **summarize_profile(output)}
     results["load_after"] = os.getloadavg()
     results["seconds"] = time.monotonic() - started
