@@ -132,8 +132,11 @@ class Viewer:
                 head += data
             head, rest = head.split(b"\r\n\r\n", 1)
             lower = head.lower()
-            if not head.startswith(b"HTTP/1.1 200") or b"content-encoding: br" not in lower \
-                    or b"transfer-encoding: chunked" not in lower:
+            if (
+                not head.startswith(b"HTTP/1.1 200")
+                or b"content-encoding: br" not in lower
+                or b"transfer-encoding: chunked" not in lower
+            ):
                 raise ConnectionError(f"unexpected response: {head[:300]!r}")
             if rest:
                 self.feed(rest, time.monotonic())
@@ -159,7 +162,7 @@ class Viewer:
         while pos < end:
             if self.need:
                 take = min(self.need, end - pos)
-                self.on_payload(buf[pos:pos + take], t)
+                self.on_payload(buf[pos : pos + take], t)
                 self.need -= take
                 pos += take
                 if not self.need:
@@ -261,8 +264,14 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 
 def run_updates(
-    viewers: list[Viewer], rnd: Round, host: str, port: int, ks: range, rows: int,
-    pause: float, timeout: float,
+    viewers: list[Viewer],
+    rnd: Round,
+    host: str,
+    port: int,
+    ks: range,
+    rows: int,
+    pause: float,
+    timeout: float,
 ) -> dict[str, Any]:
     """Post one rename per ``k`` and time its arrival at every viewer."""
     per_update: list[dict[str, Any]] = []
@@ -275,17 +284,19 @@ def run_updates(
         rnd.all_in.wait(timeout)
         latencies = [(t - rnd.t0) * 1000 for t in rnd.arrivals if t is not None]
         all_ms.extend(latencies)
-        per_update.append({
-            "k": k,
-            "t0": rnd.t0,
-            "status": status,
-            "command_ms": (answered - rnd.t0) * 1000,
-            "delivered": len(latencies),
-            "missed": len(viewers) - len(latencies),
-            "first_ms": min(latencies) if latencies else None,
-            "p50_ms": percentile(latencies, 50),
-            "last_ms": max(latencies) if latencies else None,
-        })
+        per_update.append(
+            {
+                "k": k,
+                "t0": rnd.t0,
+                "status": status,
+                "command_ms": (answered - rnd.t0) * 1000,
+                "delivered": len(latencies),
+                "missed": len(viewers) - len(latencies),
+                "first_ms": min(latencies) if latencies else None,
+                "p50_ms": percentile(latencies, 50),
+                "last_ms": max(latencies) if latencies else None,
+            }
+        )
     lasts = [u["last_ms"] for u in per_update if u["last_ms"] is not None and not u["missed"]]
     # Bytes per update, from each viewer's own counters: what arrived between two markers.
     wire: list[float] = []
@@ -362,8 +373,12 @@ def main(argv: list[str] | None = None) -> None:
     for viewer in viewers:
         viewer.ready.wait()
     failed = [v.error for v in viewers if v.closed]
-    say(event="connected", seconds=time.monotonic() - started, failed=len(failed),
-        errors=sorted(set(e or "closed" for e in failed))[:5])
+    say(
+        event="connected",
+        seconds=time.monotonic() - started,
+        failed=len(failed),
+        errors=sorted(set(e or "closed" for e in failed))[:5],
+    )
 
     timeout = max(15.0, n * 0.005)
     results: dict[str, Any] = {}
@@ -375,8 +390,7 @@ def main(argv: list[str] | None = None) -> None:
             k += args.warmup
             say(event="warm")
         elif command == "go":
-            results = run_updates(viewers, rnd, host, port, range(k, k + args.updates), args.rows,
-                                  args.pause, timeout)
+            results = run_updates(viewers, rnd, host, port, range(k, k + args.updates), args.rows, args.pause, timeout)
             k += args.updates
             results["dropped_connections"] = sum(1 for v in viewers if v.closed)
             gevent.sleep(args.pause)  # let the last writes land before the runner samples
@@ -385,8 +399,13 @@ def main(argv: list[str] | None = None) -> None:
             if args.capture:
                 first = viewers[0]
                 with open(args.capture, "w", encoding="utf-8") as f:
-                    json.dump({"chunks": [c.decode() for c in first.capture or []],
-                               "markers": {marker(i): i for i in range(k)}}, f)
+                    json.dump(
+                        {
+                            "chunks": [c.decode() for c in first.capture or []],
+                            "markers": {marker(i): i for i in range(k)},
+                        },
+                        f,
+                    )
             for viewer in viewers:
                 viewer.close()
             gevent.joinall(greenlets, timeout=10)

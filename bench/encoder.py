@@ -45,7 +45,7 @@ def measure(capture: str) -> dict[str, Any]:
     initial, updates = load_events(capture)
     events = list(updates.values())
     steady = events[SKIP:] if len(events) > SKIP + 2 else events
-    warm = events[:len(events) - len(steady)]
+    warm = events[: len(events) - len(steady)]
     process = psutil.Process()
     rows = []
     for name, encoding, quality, lgwin in SETTINGS:
@@ -79,14 +79,16 @@ def measure(capture: str) -> dict[str, Any]:
         memory = max(memory, (process.memory_info().rss - before) / COLD / 1024)
         del encoders
         gc.collect()
-        rows.append({
-            "name": name,
-            "first_frame_bytes": first,
-            "bytes_per_event": sum(sizes) / len(sizes),
-            "us_per_event": best * 1e6,
-            "cold_us_per_event": cold * 1e6,
-            "kib_per_encoder": memory,
-        })
+        rows.append(
+            {
+                "name": name,
+                "first_frame_bytes": first,
+                "bytes_per_event": sum(sizes) / len(sizes),
+                "us_per_event": best * 1e6,
+                "cold_us_per_event": cold * 1e6,
+                "kib_per_encoder": memory,
+            }
+        )
     raw = sum(len(e) for e in steady) / len(steady)
     return {"raw_bytes_per_event": raw, "events": len(steady), "cold_encoders": COLD, "rows": rows}
 
@@ -96,9 +98,11 @@ def main(argv: list[str] | None = None) -> None:
     result = measure(args[0] if args else "bench/out/capture-1000.json")
     print(f"{result['events']} update events, {result['raw_bytes_per_event']:.0f} B raw each")
     for row in result["rows"]:
-        print(f"{row['name']:38} {row['bytes_per_event']:7.1f} B/event {row['us_per_event']:7.1f} µs/event "
-              f"(cold {row['cold_us_per_event']:.1f}) "
-              f"{row['kib_per_encoder']:6.0f} KiB/encoder  first frame {row['first_frame_bytes']} B")
+        print(
+            f"{row['name']:38} {row['bytes_per_event']:7.1f} B/event {row['us_per_event']:7.1f} µs/event "
+            f"(cold {row['cold_us_per_event']:.1f}) "
+            f"{row['kib_per_encoder']:6.0f} KiB/encoder  first frame {row['first_frame_bytes']} B"
+        )
 
 
 if __name__ == "__main__":

@@ -67,7 +67,9 @@ def render(r: dict[str, Any]) -> str:
         f"{cfg['warmup']} warm-up updates, then {cfg['updates']} measured ones, each after every viewer got the "
         f"previous one and a {cfg['pause'] * 1000:.0f} ms pause.",
         "- **orion**: the app under gunicorn with its one gevent worker, a fresh SQLite file, heartbeat "
-        f"{cfg['heartbeat']} s, `ORION_AUTH=local` (one owner identity, no sign-in). **floor**: `bench/floor.py`, "
+        f"{cfg['heartbeat']} s, `ORION_AUTH=local` (one owner identity, no sign-in)"
+        + (f", **gc.set_threshold({cfg['server_gc']})** (`--server-gc`)" if cfg.get("server_gc") else "")
+        + ". **floor**: `bench/floor.py`, "
         "a bare gevent server that writes the exact events "
         "orion sent (captured by the client in the orion round) through one brotli compressor per "
         "connection, q5 lgwin16 like orion: it compresses live, it does not replay pre-compressed bytes.",
@@ -108,11 +110,14 @@ def _targets(r: dict[str, Any]) -> list[str]:
     ok = all(abs(x - 1) < 0.01 for x in fanout)
     rows.append(
         f"| SQL queries per publish = 1 whatever N | fan-out {_list(fanout, 2)}; with the command's own "
-        f"{_num(command, 0)} read, {_list(total, 2)} | {_verdict(ok)} | "
-        + (f"The other {_num(command, 0)} are the command's own (measured with no viewer open: its existence "
-           "check, and the identity, grant and audit reads where auth is wired), once per command, not per "
-           "viewer." if ok
-           else "queries grow with N: reads are not shared by store generation")
+        f"{_num(command, 0)} per command, {_list(total, 2)} | {_verdict(ok)} | "
+        + (
+            f"The other {_num(command, 0)} are the command's own (measured with no viewer open: its existence "
+            "check, and the identity, grant and audit reads where auth is wired), once per command, not per "
+            "viewer."
+            if ok
+            else "queries grow with N: reads are not shared by store generation"
+        )
         + " |"
     )
 
@@ -122,11 +127,18 @@ def _targets(r: dict[str, Any]) -> list[str]:
     ok = all(b <= MAX_BYTES_PER_CHANGE for b in per_change) and all(x >= MIN_RATIO for x in ratios)
     framing_note = ""
     if any(f is not None and f > MAX_BYTES_PER_CHANGE for f in framed):
-        framing_note = (f"HTTP/1.1 chunk framing adds ~6 B per event ({_list(framed, 0)} B at the client), "
-                        "which is outside the brotli bytes the target counts.")
-    reason = framing_note if ok else (
-        "The changed title appears three times in a row's HTML (checkbox label, input value, delete "
-        "button label) and a new title is new text to the window. " + framing_note)
+        framing_note = (
+            f"HTTP/1.1 chunk framing adds ~6 B per event ({_list(framed, 0)} B at the client), "
+            "which is outside the brotli bytes the target counts."
+        )
+    reason = (
+        framing_note
+        if ok
+        else (
+            "The changed title appears three times in a row's HTML (checkbox label, input value, delete "
+            "button label) and a new title is new text to the window. " + framing_note
+        )
+    )
     rows.append(
         f"| ≥ {MIN_RATIO}:1 compression, ≤ {MAX_BYTES_PER_CHANGE} B per one-row change | "
         f"{_list(per_change, 0)} B per update (median at the client), {_list(ratios, 0, ':1')} | {_verdict(ok)} "
@@ -135,8 +147,10 @@ def _targets(r: dict[str, Any]) -> list[str]:
 
     at = next((run for run in runs if run["viewers"] == P99_AT), None)
     if at is None:
-        rows.append(f"| publish → last viewer p99 ≤ {P99_BUDGET_MS} ms at {P99_AT:,} viewers | not measured "
-                    f"(this run had {by_n}) | — | |")
+        rows.append(
+            f"| publish → last viewer p99 ≤ {P99_BUDGET_MS} ms at {P99_AT:,} viewers | not measured "
+            f"(this run had {by_n}) | — | |"
+        )
     else:
         o, f = at["orion"], at["floor"]
         p99 = o["last_ms"]["p99"]
@@ -144,7 +158,8 @@ def _targets(r: dict[str, Any]) -> list[str]:
         rows.append(
             f"| publish → last viewer p99 ≤ {P99_BUDGET_MS} ms at {P99_AT:,} viewers | {_num(p99, 0)} ms "
             f"(p50 {_num(o['last_ms']['p50'], 0)} ms; floor {_num(f['last_ms']['p99'], 0)} ms) | {_verdict(ok)} | "
-            + ("" if ok else _latency_reason(at, r)) + " |"
+            + ("" if ok else _latency_reason(at, r))
+            + " |"
         )
     return rows
 
@@ -163,27 +178,41 @@ def _latency_reason(run: dict[str, Any], r: dict[str, Any]) -> str:
         f"of {P99_BUDGET_MS} ms, i.e. ≤ {P99_BUDGET_MS * 1000 / n:.0f} µs per delivery.",
         f"The floor needs {fcpu:.0f} µs per delivery and reaches p99 {fp99:.0f} ms"
         + (", so it misses too: " if fp99 > P99_BUDGET_MS else ": ")
-        + (f"most of a delivery is the per-connection brotli q5 compression of the whole "
-           f"{o['raw_bytes_per_event'] / 1000:.1f} KB region (measured alone: {q5['cold_us_per_event']:.0f} µs when "
-           f"many encoders take turns as in a fan-out, {q5['us_per_event']:.0f} µs for one encoder kept hot in the "
-           "CPU caches) plus the socket write; " if q5 else "")
+        + (
+            f"most of a delivery is the per-connection brotli q5 compression of the whole "
+            f"{o['raw_bytes_per_event'] / 1000:.1f} KB region (measured alone: {q5['cold_us_per_event']:.0f} µs when "
+            f"many encoders take turns as in a fan-out, {q5['us_per_event']:.0f} µs for one encoder kept hot in the "
+            "CPU caches) plus the socket write; "
+            if q5
+            else ""
+        )
         + f"orion adds {cpu - fcpu:.0f} µs per delivery on top (gunicorn's write path, the model "
         "re-read and compare, the greenlet wake).",
     ]
     g = (o.get("gc") or {}).get("server")
     if g and g["full"]:
-        parts.append(f"Full garbage collections paused the worker for up to {g['full_max_ms']:.0f} ms and fell "
-                     f"inside {g['updates_hit_by_full']} of the {o['updates']} measured updates; a full collection "
-                     "walks every live object, so it grows with N.")
-    faster = [row for row in (r.get("encoder") or {}).get("rows", []) if row["name"].startswith("brotli q3")
-              or row["name"].startswith("brotli q4")]
+        parts.append(
+            f"Full garbage collections paused the worker for up to {g['full_max_ms']:.0f} ms and fell "
+            f"inside {g['updates_hit_by_full']} of the {o['updates']} measured updates; a full collection "
+            "walks every live object, so it grows with N."
+        )
+    faster = [
+        row
+        for row in (r.get("encoder") or {}).get("rows", [])
+        if row["name"].startswith("brotli q3") or row["name"].startswith("brotli q4")
+    ]
     if q5 and faster:
-        alt = ", ".join(f"{row['name'].split(' lgwin')[0].replace('brotli ', '')}: {row['cold_us_per_event']:.0f} µs "
-                        f"and {row['bytes_per_event']:.0f} B" for row in faster)
-        parts.append(f"A lower brotli quality cuts the compression (cold, per event: {alt}, against "
-                     f"{q5['cold_us_per_event']:.0f} µs and {q5['bytes_per_event']:.0f} B at q5; see below) but "
-                     "gives up the ≤ 50 B target; a smaller region (fewer bytes of HTML per row) cuts time, "
-                     "memory and nothing else, in proportion.")
+        alt = ", ".join(
+            f"{row['name'].split(' lgwin')[0].replace('brotli ', '')}: {row['cold_us_per_event']:.0f} µs "
+            f"and {row['bytes_per_event']:.0f} B"
+            for row in faster
+        )
+        parts.append(
+            f"A lower brotli quality cuts the compression (cold, per event: {alt}, against "
+            f"{q5['cold_us_per_event']:.0f} µs and {q5['bytes_per_event']:.0f} B at q5; see below) but "
+            "gives up the ≤ 50 B target; a smaller region (fewer bytes of HTML per row) cuts time, "
+            "memory and nothing else, in proportion."
+        )
     return " ".join(parts)
 
 
@@ -202,43 +231,74 @@ def _table(run: dict[str, Any]) -> list[str]:
         "",
         "| | orion | floor |",
         "|---|---|---|",
-        row("viewers connected (seconds to open all)",
-            f"{o['connected']:,} ({o['connect_seconds']:.1f} s)", f"{f['connected']:,} ({f['connect_seconds']:.1f} s)"),
-        row("updates measured; deliveries (missed)",
+        row(
+            "viewers connected (seconds to open all)",
+            f"{o['connected']:,} ({o['connect_seconds']:.1f} s)",
+            f"{f['connected']:,} ({f['connect_seconds']:.1f} s)",
+        ),
+        row(
+            "updates measured; deliveries (missed)",
             f"{o['updates']}; {o['deliveries']:,} ({o['missed']})",
-            f"{f['updates']}; {f['deliveries']:,} ({f['missed']})"),
+            f"{f['updates']}; {f['deliveries']:,} ({f['missed']})",
+        ),
         row("**publish → last viewer** p50 / p99 / max, ms", f"**{lat(o['last_ms'])}**", f"**{lat(f['last_ms'])}**"),
         row("publish → each viewer p50 / p99 / max, ms", lat(o["all_ms"]), lat(f["all_ms"])),
         row("publish → first viewer p50, ms", _num(o["first_ms"]["p50"], 1), _num(f["first_ms"]["p50"], 1)),
         row("command round trip p50, ms", _num(o["command_ms"]["p50"], 1), _num(f["command_ms"]["p50"], 1)),
-        row("renders per publish (render-cache hits)",
-            f"{o['renders_per_publish']:.2f} ({o['render_hits_per_publish']:,.0f})", "— (none)"),
-        row("SQL queries per publish: fan-out (+ the command's own); memo hits",
+        row(
+            "renders per publish (render-cache hits)",
+            f"{o['renders_per_publish']:.2f} ({o['render_hits_per_publish']:,.0f})",
+            "— (none)",
+        ),
+        row(
+            "SQL queries per publish: fan-out (+ the command's own); memo hits",
             f"{o['fanout_queries_per_publish']:.2f} (+{o['command_queries']:.0f}); {o['memo_hits_per_publish']:,.0f}",
-            "— (none)"),
+            "— (none)",
+        ),
         row("events written per publish (heartbeats included)", f"{o['events_per_publish']:,.1f}", f"{n:,}"),
         row("raw bytes per event", f"{o['raw_bytes_per_event']:,.0f}", "same events"),
-        row("**brotli bytes per update** (median at the client) / with chunk framing",
+        row(
+            "**brotli bytes per update** (median at the client) / with chunk framing",
             f"**{_num(o['payload_bytes_per_update'], 0)}** / {_num(o['wire_bytes_per_update'], 0)}",
-            f"**{_num(f['payload_bytes_per_update'], 0)}** / {_num(f['wire_bytes_per_update'], 0)}"),
-        row("brotli bytes per event written (server count, heartbeats included)",
-            f"{o['server_wire_bytes_per_event']:.1f}", "—"),
+            f"**{_num(f['payload_bytes_per_update'], 0)}** / {_num(f['wire_bytes_per_update'], 0)}",
+        ),
+        row(
+            "brotli bytes per event written (server count, heartbeats included)",
+            f"{o['server_wire_bytes_per_event']:.1f}",
+            "—",
+        ),
         row("compression (raw / brotli per update)", f"{_ratio(o):.0f}:1", f"{_ratio(f, o):.0f}:1"),
-        row("**server CPU per delivery**, µs (of which in the kernel)",
+        row(
+            "**server CPU per delivery**, µs (of which in the kernel)",
             f"**{o['cpu_us_per_delivery']:.0f}** ({o['sys_us_per_delivery']:.0f})",
-            f"**{f['cpu_us_per_delivery']:.0f}** ({f['sys_us_per_delivery']:.0f})"),
+            f"**{f['cpu_us_per_delivery']:.0f}** ({f['sys_us_per_delivery']:.0f})",
+        ),
         row("server CPU per publish, ms", f"{o['cpu_ms_per_publish']:.0f}", f"{f['cpu_ms_per_publish']:.0f}"),
-        row("server CPU per connection opened (first frame), µs", f"{o['cpu_us_per_connect']:.0f}",
-            f"{f['cpu_us_per_connect']:.0f}"),
-        row("server RSS idle → N open → after the updates, MiB",
+        row(
+            "server CPU per connection opened (first frame), µs",
+            f"{o['cpu_us_per_connect']:.0f}",
+            f"{f['cpu_us_per_connect']:.0f}",
+        ),
+        row(
+            "server RSS idle → N open → after the updates, MiB",
             f"{_mib(o['rss_idle'])} → {_mib(o['rss_connected'])} → {_mib(o['rss_done'])}",
-            f"{_mib(f['rss_idle'])} → {_mib(f['rss_connected'])} → {_mib(f['rss_done'])}"),
-        row("**RSS per connection**, KiB",
-            f"**{o['rss_per_connection'] / 1024:.0f}**", f"**{f['rss_per_connection'] / 1024:.0f}**"),
-        row("load client CPU per delivery, µs", f"{o['client_cpu_us_per_delivery']:.0f}",
-            f"{f['client_cpu_us_per_delivery']:.0f}"),
-        row("server GC in the measured updates: full collections (longest), updates they fell in; all, in ms",
-            _gc(o, "server"), _gc(f, "server")),
+            f"{_mib(f['rss_idle'])} → {_mib(f['rss_connected'])} → {_mib(f['rss_done'])}",
+        ),
+        row(
+            "**RSS per connection**, KiB",
+            f"**{o['rss_per_connection'] / 1024:.0f}**",
+            f"**{f['rss_per_connection'] / 1024:.0f}**",
+        ),
+        row(
+            "load client CPU per delivery, µs",
+            f"{o['client_cpu_us_per_delivery']:.0f}",
+            f"{f['client_cpu_us_per_delivery']:.0f}",
+        ),
+        row(
+            "server GC in the measured updates: full collections (longest), updates they fell in; all, in ms",
+            _gc(o, "server"),
+            _gc(f, "server"),
+        ),
         row("load client GC: longest pause, ms", _gc_max(o, "client"), _gc_max(f, "client")),
         "",
     ]
@@ -249,7 +309,9 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
     runs = r["runs"]
     gaps = ", ".join(
         f"N={run['viewers']:,}: {run['orion']['cpu_us_per_delivery']:.0f} vs "
-        f"{run['floor']['cpu_us_per_delivery']:.0f} µs" for run in runs)
+        f"{run['floor']['cpu_us_per_delivery']:.0f} µs"
+        for run in runs
+    )
     lines += [
         f"CPU per delivery, orion vs floor ({gaps}). The floor is the same compression and the same "
         "socket writes with nothing else; the difference is what orion's own machinery costs per viewer.",
@@ -268,9 +330,11 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|---|",
         ]
         for row in enc["rows"]:
-            lines.append(f"| {row['name']} | {row['bytes_per_event']:.1f} | {row['us_per_event']:.1f} | "
-                         f"{row['cold_us_per_event']:.1f} | {row['kib_per_encoder']:.0f} | "
-                         f"{row['first_frame_bytes']:,} |")
+            lines.append(
+                f"| {row['name']} | {row['bytes_per_event']:.1f} | {row['us_per_event']:.1f} | "
+                f"{row['cold_us_per_event']:.1f} | {row['kib_per_encoder']:.0f} | "
+                f"{row['first_frame_bytes']:,} |"
+            )
         lines.append("")
         q5 = _encoder_row(r, "q5 lgwin16")
         gz = _encoder_row(r, "gzip")
@@ -286,10 +350,18 @@ def _where_time_goes(r: dict[str, Any]) -> list[str]:
                 "connection is also time per delivery.",
             ]
         if gz and q5 and gz["bytes_per_event"] > 5 * q5["bytes_per_event"]:
+            frame_kib = enc["raw_bytes_per_event"] / 1024
+            window = (
+                f"its 32 KiB window cannot reach back to the previous {frame_kib:.0f} KiB frame at all"
+                if frame_kib > 32
+                else f"its 32 KiB window only just spans the previous {frame_kib:.0f} KiB frame, and cannot "
+                "reach it at all once the region outgrows it"
+            )
             lines.append(
-                f"- Streaming gzip (clients without `br`) costs {gz['bytes_per_event']:,.0f} B per update: its "
-                f"32 KiB window no longer holds the previous {enc['raw_bytes_per_event'] / 1024:.0f} KiB frame. "
-                "brotli's lgwin16 (64 KiB) has the same cliff once the region outgrows ~60 KB.")
+                f"- Streaming gzip (clients without `br`) costs {gz['bytes_per_event']:,.0f} B per update, "
+                f"{gz['bytes_per_event'] / max(1e-9, q5['bytes_per_event']):.0f}× brotli's: {window}. brotli's "
+                "lgwin16 (64 KiB) has the same cliff once the region outgrows ~60 KB."
+            )
         lines.append("")
     big = runs[-1]
     go, gf = (big["orion"].get("gc") or {}).get("server"), (big["floor"].get("gc") or {}).get("server")
@@ -333,8 +405,10 @@ def _gc(d: dict[str, Any], who: str) -> str:
     g = (d.get("gc") or {}).get(who)
     if not g:
         return "—"
-    return (f"{g['full']} ({g['full_max_ms']:.0f} ms), {g['updates_hit_by_full']}; "
-            f"{g['collections']} taking {g['total_ms']:.0f} ms")
+    return (
+        f"{g['full']} ({g['full_max_ms']:.0f} ms), {g['updates_hit_by_full']}; "
+        f"{g['collections']} taking {g['total_ms']:.0f} ms"
+    )
 
 
 def _gc_max(d: dict[str, Any], who: str) -> str:

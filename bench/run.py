@@ -79,8 +79,11 @@ def gc_pauses(name: str, pid: int, start: float, end: float, updates: list[dict[
                 pauses.append((float(t), int(generation), float(ms)))
     full = [p for p in pauses if p[1] == 2]
     # An update is hit when a full collection ended while its fan-out was still running.
-    hit = sum(1 for u in updates if u["last_ms"] is not None
-              and any(u["t0"] <= t <= u["t0"] + u["last_ms"] / 1000 for t, _, _ in full))
+    hit = sum(
+        1
+        for u in updates
+        if u["last_ms"] is not None and any(u["t0"] <= t <= u["t0"] + u["last_ms"] / 1000 for t, _, _ in full)
+    )
     return {
         "collections": len(pauses),
         "total_ms": sum(p[2] for p in pauses),
@@ -93,7 +96,9 @@ def gc_pauses(name: str, pid: int, start: float, end: float, updates: list[dict[
 
 def post_json(url: str, signals: dict[str, Any]) -> int:
     req = urllib.request.Request(
-        url, data=json.dumps(signals).encode(), method="POST",
+        url,
+        data=json.dumps(signals).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Datastar-Request": "true"},
     )
     with urllib.request.urlopen(req, timeout=10) as r:
@@ -108,18 +113,40 @@ def get_json(url: str) -> dict[str, Any]:
 class Client:
     """``bench.client`` in its own process, driven over its stdin/stdout."""
 
-    def __init__(self, url: str, viewers: int, cfg: argparse.Namespace, capture: Path | None,
-                 log: Path, name: str) -> None:
-        command = [sys.executable, "-m", "bench.client", "--url", url, "--viewers", str(viewers),
-                   "--updates", str(cfg.updates), "--warmup", str(cfg.warmup),
-                   "--rows", str(ROWS), "--pause", str(cfg.pause)]
+    def __init__(
+        self, url: str, viewers: int, cfg: argparse.Namespace, capture: Path | None, log: Path, name: str
+    ) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "bench.client",
+            "--url",
+            url,
+            "--viewers",
+            str(viewers),
+            "--updates",
+            str(cfg.updates),
+            "--warmup",
+            str(cfg.warmup),
+            "--rows",
+            str(ROWS),
+            "--pause",
+            str(cfg.pause),
+        ]
         if capture is not None:
             command += ["--capture", str(capture)]
         self._log = open(log, "ab")
         self.name = name
-        self.proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, bufsize=1,
-                                     env={**os.environ, **probe_env(name)})
+        self.proc = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            bufsize=1,
+            env={**os.environ, **probe_env(name)},
+        )
         self.ps = psutil.Process(self.proc.pid)
         self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
@@ -178,8 +205,13 @@ def snapshot(server: psutil.Process, client: Client | None, stats_url: str | Non
     return snap
 
 
-def drive(client: Client, server: psutil.Process, stats_url: str | None, viewers: int,
-          on_go: Callable[[int], Callable[[], None]] | None = None) -> dict[str, Any]:
+def drive(
+    client: Client,
+    server: psutil.Process,
+    stats_url: str | None,
+    viewers: int,
+    on_go: Callable[[int], Callable[[], None]] | None = None,
+) -> dict[str, Any]:
     """Steps 3-5: connect, warm up, measure; the snapshots around each step.
 
     ``on_go(pid)`` runs as the measured updates start and returns what to call once they are
@@ -189,8 +221,10 @@ def drive(client: Client, server: psutil.Process, stats_url: str | None, viewers
     update_timeout = 60 + viewers * 0.05
     connected = client.expect("connected", timeout=connect_timeout)
     if connected["failed"] > viewers // 100:
-        raise RuntimeError(f"{connected['failed']} of {viewers} viewers could not open their stream: "
-                           f"{connected['errors']}; see the server log in bench/out/")
+        raise RuntimeError(
+            f"{connected['failed']} of {viewers} viewers could not open their stream: "
+            f"{connected['errors']}; see the server log in bench/out/"
+        )
     time.sleep(0.5)  # let the last first-frames leave before sampling
     s_connected = snapshot(server, client, stats_url)
     client.send("warm")
@@ -202,20 +236,30 @@ def drive(client: Client, server: psutil.Process, stats_url: str | None, viewers
     s_done = snapshot(server, client, stats_url)
     if stop is not None:
         stop()
-    return {"connected": connected, "done": done,
-            "snapshots": {"connected": s_connected, "warm": s_warm, "done": s_done}}
+    return {
+        "connected": connected,
+        "done": done,
+        "snapshots": {"connected": s_connected, "warm": s_warm, "done": s_done},
+    }
 
 
 def add_gc(result: dict[str, Any], server_name: str, server_pid: int, client: Client) -> None:
     """Attach the GC pauses of the server and of the client during the measured updates."""
     start, end = result["snapshots"]["warm"]["t"], result["snapshots"]["done"]["t"]
     updates = result["done"]["per_update"]
-    result["gc"] = {"server": gc_pauses(server_name, server_pid, start, end, updates),
-                    "client": gc_pauses(client.name, client.proc.pid, start, end, updates)}
+    result["gc"] = {
+        "server": gc_pauses(server_name, server_pid, start, end, updates),
+        "client": gc_pauses(client.name, client.proc.pid, start, end, updates),
+    }
 
 
-def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
-                on_go: Callable[[int], Callable[[], None]] | None = None, tag: str = "") -> dict[str, Any]:
+def bench_orion(
+    viewers: int,
+    cfg: argparse.Namespace,
+    capture: Path | None,
+    on_go: Callable[[int], Callable[[], None]] | None = None,
+    tag: str = "",
+) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="orion-bench-"))
     name = f"orion-{viewers}{tag}"
     env = {
@@ -227,6 +271,8 @@ def bench_orion(viewers: int, cfg: argparse.Namespace, capture: Path | None,
         "ORION_AUDIT_JSONL": str(work / "audit.jsonl"),
         **probe_env(name),
     }
+    if cfg.server_gc:
+        env["BENCH_GC_THRESHOLD"] = cfg.server_gc
     server = LiveServer(work / "app.sqlite", env=env)
     client: Client | None = None
     try:
@@ -265,10 +311,14 @@ def bench_floor(viewers: int, cfg: argparse.Namespace, capture: Path) -> dict[st
     name = f"floor-{viewers}"
     log_path = OUT / f"server-{name}.log"
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "bench.floor", "--port", str(port),
-                                 "--events", str(capture)],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
-                                env={**os.environ, **probe_env(name)})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.floor", "--port", str(port), "--events", str(capture)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env={**os.environ, **probe_env(name)},
+        )
     client: Client | None = None
     try:
         assert proc.stdout is not None
@@ -278,8 +328,14 @@ def bench_floor(viewers: int, cfg: argparse.Namespace, capture: Path) -> dict[st
         floor = psutil.Process(json.loads(line)["pid"])
         time.sleep(0.3)
         s_idle = snapshot(floor, None, None)
-        client = Client(f"http://127.0.0.1:{port}", viewers, cfg, None, OUT / f"client-floor-{viewers}.log",
-                        f"client-floor-{viewers}")
+        client = Client(
+            f"http://127.0.0.1:{port}",
+            viewers,
+            cfg,
+            None,
+            OUT / f"client-floor-{viewers}.log",
+            f"client-floor-{viewers}",
+        )
         result = drive(client, floor, None, viewers)
         add_gc(result, name, floor.pid, client)
         result["snapshots"]["idle"] = s_idle
@@ -333,19 +389,21 @@ def derive(raw: dict[str, Any], viewers: int) -> dict[str, Any]:
         a, b = warm["stats"], done["stats"]
         events = b["live"]["events"] - a["live"]["events"]
         queries = (b["store"]["queries"] - a["store"]["queries"]) / updates
-        out.update({
-            "publishes": b["published"] - a["published"],
-            "renders_per_publish": (b["live"]["renders"] - a["live"]["renders"]) / updates,
-            "render_hits_per_publish": (b["live"]["render_hits"] - a["live"]["render_hits"]) / updates,
-            "queries_per_publish": queries,
-            "command_queries": raw["command_queries"],
-            "fanout_queries_per_publish": queries - raw["command_queries"],
-            "memo_hits_per_publish": (b["store"]["memo_hits"] - a["store"]["memo_hits"]) / updates,
-            "events_per_publish": events / updates,
-            "raw_bytes_per_event": (b["live"]["raw_bytes"] - a["live"]["raw_bytes"]) / max(1, events),
-            "server_wire_bytes_per_event": (b["live"]["wire_bytes"] - a["live"]["wire_bytes"]) / max(1, events),
-            "streams": b["streams"],
-        })
+        out.update(
+            {
+                "publishes": b["published"] - a["published"],
+                "renders_per_publish": (b["live"]["renders"] - a["live"]["renders"]) / updates,
+                "render_hits_per_publish": (b["live"]["render_hits"] - a["live"]["render_hits"]) / updates,
+                "queries_per_publish": queries,
+                "command_queries": raw["command_queries"],
+                "fanout_queries_per_publish": queries - raw["command_queries"],
+                "memo_hits_per_publish": (b["store"]["memo_hits"] - a["store"]["memo_hits"]) / updates,
+                "events_per_publish": events / updates,
+                "raw_bytes_per_event": (b["live"]["raw_bytes"] - a["live"]["raw_bytes"]) / max(1, events),
+                "server_wire_bytes_per_event": (b["live"]["wire_bytes"] - a["live"]["wire_bytes"]) / max(1, events),
+                "streams": b["streams"],
+            }
+        )
     return out
 
 
@@ -353,9 +411,23 @@ def py_spy_recorder(py_spy: str, output: Path) -> Callable[[int], Callable[[], N
     """An ``on_go`` hook that samples the worker with py-spy until the measured updates end."""
 
     def start(pid: int) -> Callable[[], None]:
-        proc = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw",
-                                 "--nonblocking", "--output", str(output)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                py_spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--rate",
+                "250",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(output),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)  # py-spy attaches before the first update
 
         def stop() -> None:
@@ -387,9 +459,11 @@ def summarize_profile(path: Path, top: int = 15) -> dict[str, Any]:
         for frame in set(frames):
             inclusive[frame] += n
     belt = [(f, n) for f, n in inclusive.most_common() if "app/" in f][:top]
-    return {"samples": total,
-            "self": [(f, n / total) for f, n in own.most_common(top)] if total else [],
-            "inclusive_app": [(f, n / total) for f, n in belt] if total else []}
+    return {
+        "samples": total,
+        "self": [(f, n / total) for f, n in own.most_common(top)] if total else [],
+        "inclusive_app": [(f, n / total) for f, n in belt] if total else [],
+    }
 
 
 def _short_frame(frame: str) -> str:
@@ -443,12 +517,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--updates", type=int, help="measured updates per N (default 30; quick: 10)")
     parser.add_argument("--warmup", type=int, help="warm-up updates per N (default 3; quick: 2)")
     parser.add_argument("--pause", type=float, default=0.2, help="seconds between updates")
-    parser.add_argument("--profile", action="store_true",
-                        help="one more orion round at N=1,000 under py-spy (must be on PATH or in $PY_SPY)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="one more orion round at N=1,000 under py-spy (must be on PATH or in $PY_SPY)",
+    )
+    parser.add_argument(
+        "--server-gc",
+        metavar="A,B,C",
+        help="gc.set_threshold(A, B, C) in the orion server (an experiment; default: Python's)",
+    )
     parser.add_argument("--no-report", action="store_true", help="keep bench/RESULTS.md as it is")
     cfg = parser.parse_args(argv)
     viewers = [int(v.replace(",", "").replace("_", "")) for v in (cfg.viewers or "").split(",") if v] or (
-        [100, 1000] if cfg.quick else [100, 1000, 5000])
+        [100, 1000] if cfg.quick else [100, 1000, 5000]
+    )
     cfg.updates = cfg.updates or (10 if cfg.quick else 30)
     cfg.warmup = cfg.warmup if cfg.warmup is not None else (2 if cfg.quick else 3)
 
@@ -459,8 +542,15 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
-        "config": {"rows": ROWS, "updates": cfg.updates, "warmup": cfg.warmup, "pause": cfg.pause,
-                   "quick": cfg.quick, "heartbeat": 15},
+        "config": {
+            "rows": ROWS,
+            "updates": cfg.updates,
+            "warmup": cfg.warmup,
+            "pause": cfg.pause,
+            "quick": cfg.quick,
+            "heartbeat": 15,
+            "server_gc": cfg.server_gc,
+        },
         "load_before": os.getloadavg(),
         "runs": [],
     }
@@ -471,16 +561,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"N={n}: orion ...", flush=True)
         orion_raw = bench_orion(n, cfg, capture)
         orion = derive(orion_raw, n)
-        print(f"  orion: last p50 {_ms(orion['last_ms']['p50'])}, p99 {_ms(orion['last_ms']['p99'])}, "
-              f"{orion['cpu_us_per_delivery']:.0f} µs/delivery, {orion['missed']} missed, renders/publish "
-              f"{orion['renders_per_publish']:.2f}, queries/publish {orion['queries_per_publish']:.2f}", flush=True)
+        print(
+            f"  orion: last p50 {_ms(orion['last_ms']['p50'])}, p99 {_ms(orion['last_ms']['p99'])}, "
+            f"{orion['cpu_us_per_delivery']:.0f} µs/delivery, {orion['missed']} missed, renders/publish "
+            f"{orion['renders_per_publish']:.2f}, queries/publish {orion['queries_per_publish']:.2f}",
+            flush=True,
+        )
         print(f"N={n}: floor ...", flush=True)
         floor_raw = bench_floor(n, cfg, capture)
         floor = derive(floor_raw, n)
-        print(f"  floor: last p50 {_ms(floor['last_ms']['p50'])}, p99 {_ms(floor['last_ms']['p99'])}, "
-              f"{floor['cpu_us_per_delivery']:.0f} µs/delivery, {floor['missed']} missed", flush=True)
-        results["runs"].append({"viewers": n, "orion": orion, "floor": floor,
-                                "raw": {"orion": orion_raw, "floor": floor_raw}})
+        print(
+            f"  floor: last p50 {_ms(floor['last_ms']['p50'])}, p99 {_ms(floor['last_ms']['p99'])}, "
+            f"{floor['cpu_us_per_delivery']:.0f} µs/delivery, {floor['missed']} missed",
+            flush=True,
+        )
+        results["runs"].append(
+            {"viewers": n, "orion": orion, "floor": floor, "raw": {"orion": orion_raw, "floor": floor_raw}}
+        )
         (OUT / f"results-{stamp}.json").write_text(json.dumps(results, indent=1))
     last_capture = OUT / f"capture-{viewers[-1]}.json"
     print("encoder costs on the captured events ...", flush=True)

@@ -78,9 +78,7 @@ def events() -> list[str]:
     return out
 
 
-def streaming(
-    quality: int, lgwin: int, encoding: str = "br"
-) -> Callable[[list[str]], list[int]]:
+def streaming(quality: int, lgwin: int, encoding: str = "br") -> Callable[[list[str]], list[int]]:
     """Return a runner that sends every event through one StreamEncoder."""
 
     def run(texts: list[str]) -> list[int]:
@@ -99,16 +97,12 @@ def per_message(quality: int) -> Callable[[list[str]], list[int]]:
     return run
 
 
-def memory_kib(
-    encoding: str, quality: int, lgwin: int, text: str, count: int = 500
-) -> float:
+def memory_kib(encoding: str, quality: int, lgwin: int, text: str, count: int = 500) -> float:
     """Return the resident memory of one live encoder that has sent one event, in KiB."""
     process = psutil.Process()
     gc.collect()
     before: int = process.memory_info().rss
-    encoders = [
-        StreamEncoder(encoding, quality=quality, lgwin=lgwin) for _ in range(count)
-    ]
+    encoders = [StreamEncoder(encoding, quality=quality, lgwin=lgwin) for _ in range(count)]
     for encoder in encoders:
         encoder.encode(text)
     after: int = process.memory_info().rss
@@ -121,9 +115,7 @@ def main() -> None:
     texts = events()
     raw = sum(len(t.encode()) for t in texts) / len(texts)
     print(f"{EVENTS} events, {raw:.0f} B/event raw\n")
-    configs: list[
-        tuple[str, Callable[[list[str]], list[int]], tuple[str, int, int] | None]
-    ] = []
+    configs: list[tuple[str, Callable[[list[str]], list[int]], tuple[str, int, int] | None]] = []
     for quality in (3, 4, 5, 6):
         for lgwin in (16, 18, 22):
             configs.append(
@@ -136,9 +128,7 @@ def main() -> None:
     configs.append(("streaming gzip -6", streaming(5, 16, "gzip"), ("gzip", 5, 16)))
     configs.append(("per-message brotli q5", per_message(5), None))
     configs.append(("per-message brotli q11", per_message(11), None))
-    print(
-        f"{'config':24} {'first B':>8} {'B/event':>8} {'ratio':>7} {'µs/event':>9} {'KiB/conn':>9}"
-    )
+    print(f"{'config':24} {'first B':>8} {'B/event':>8} {'ratio':>7} {'µs/event':>9} {'KiB/conn':>9}")
     for name, run, mem in configs:
         best = float("inf")
         for _ in range(RUNS):
@@ -147,10 +137,7 @@ def main() -> None:
             best = min(best, time.perf_counter() - start)
         steady = sum(sizes[1:]) / (len(sizes) - 1)
         kib = f"{memory_kib(*mem, texts[0]):.0f}" if mem else "-"
-        print(
-            f"{name:24} {sizes[0]:8d} {steady:8.1f} {raw / steady:6.0f}x"
-            f" {best / len(texts) * 1e6:9.1f} {kib:>9}"
-        )
+        print(f"{name:24} {sizes[0]:8d} {steady:8.1f} {raw / steady:6.0f}x {best / len(texts) * 1e6:9.1f} {kib:>9}")
 
 
 if __name__ == "__main__":

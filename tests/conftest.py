@@ -30,8 +30,11 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
             if server.proc is not None and server.proc.poll() is None:
                 # Leak check across the process boundary: every stream a test opened is
                 # gone once its client went away (heartbeat is 1 s in tests).
-                server.wait_for(lambda s: s["streams"] == 0 and s["subscribers"] == 0, timeout=3.5,
-                                what="streams and subscriptions back to zero after the test")
+                server.wait_for(
+                    lambda s: s["streams"] == 0 and s["subscribers"] == 0,
+                    timeout=3.5,
+                    what="streams and subscriptions back to zero after the test",
+                )
     finally:
         for server in servers:
             server.stop()

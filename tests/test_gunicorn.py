@@ -40,7 +40,11 @@ def test_more_than_one_worker_on_the_in_process_bus_is_refused_with_the_fix(tmp_
     env.pop("ORION_BUS", None)
     proc = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}", "wsgi:app"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=30,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode != 0
     assert "refusing to start 3 workers on the in-process bus" in proc.stderr

@@ -58,9 +58,9 @@ def test_a_feature_is_four_files_with_one_job_each(feature: Path) -> None:
     )
 
     commands = imports(feature / "commands.py")
-    assert not any(m.endswith(".view") or m.endswith(".routes") for m in commands if m.startswith(f"app.features.{name}")), (
-        f"{name}/commands.py imports the view or routes: commands validate, write and publish"
-    )
+    assert not any(
+        m.endswith(".view") or m.endswith(".routes") for m in commands if m.startswith(f"app.features.{name}")
+    ), f"{name}/commands.py imports the view or routes: commands validate, write and publish"
 
 
 @pytest.mark.parametrize("feature", FEATURES, ids=lambda p: p.name)
@@ -81,9 +81,12 @@ def test_features_use_only_the_belts_public_surface() -> None:
             for module in imports(path):
                 if module.startswith("app.belt."):
                     submodule = module.split(".")[2]
-                    assert submodule in {"shape"} or (module.count(".") == 2 and module.split(".")[2] in dir(
-                        __import__("app.belt", fromlist=["*"])
-                    )), f"{path.relative_to(ROOT)} imports {module}: import from app.belt (its __init__ is the public list)"
+                    assert submodule in {"shape"} or (
+                        module.count(".") == 2 and module.split(".")[2] in dir(__import__("app.belt", fromlist=["*"]))
+                    ), (
+                        f"{path.relative_to(ROOT)} imports {module}: "
+                        "import from app.belt (its __init__ is the public list)"
+                    )
 
 
 def test_no_html_is_built_with_f_strings() -> None:
@@ -91,11 +94,17 @@ def test_no_html_is_built_with_f_strings() -> None:
     offenders = []
     for path in (ROOT / "app").rglob("*.py"):
         tree = ast.parse(path.read_text())
-        reprs = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "__repr__"
-                 for n in ast.walk(f)}
+        reprs = {
+            id(n)
+            for f in ast.walk(tree)
+            if isinstance(f, ast.FunctionDef) and f.name == "__repr__"
+            for n in ast.walk(f)
+        }
         for node in ast.walk(tree):
             if isinstance(node, ast.JoinedStr) and id(node) not in reprs:
-                literal = "".join(v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str))
+                literal = "".join(
+                    v.value for v in node.values if isinstance(v, ast.Constant) and isinstance(v.value, str)
+                )
                 if "<" in literal and ">" in literal:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, f"f-strings building HTML: {offenders}; use app.belt.html(...)"

@@ -31,8 +31,20 @@ log = logging.getLogger("orion.audit")
 GENESIS = "0" * 64
 OUTCOMES = ("started", "succeeded", "failed", "denied")
 # The fields that are hashed, in order. seq is included: a swapped pair breaks the chain.
-FIELDS = ("seq", "at", "tenant", "actor", "real_actor", "action", "target", "outcome",
-          "reason", "started_seq", "request_id", "client")
+FIELDS = (
+    "seq",
+    "at",
+    "tenant",
+    "actor",
+    "real_actor",
+    "action",
+    "target",
+    "outcome",
+    "reason",
+    "started_seq",
+    "request_id",
+    "client",
+)
 
 
 class AuditUnavailable(RuntimeError):
@@ -72,17 +84,36 @@ class Journal:
         self.clock = clock
         self.sink_failures = 0
 
-    def started(self, *, action: str, actor: str | None, target: str | None = None,
-                real_actor: str | None = None, tenant: str | None = None,
-                request_id: str | None = None, client: str | None = None) -> int:
+    def started(
+        self,
+        *,
+        action: str,
+        actor: str | None,
+        target: str | None = None,
+        real_actor: str | None = None,
+        tenant: str | None = None,
+        request_id: str | None = None,
+        client: str | None = None,
+    ) -> int:
         """Write the started record in its own committed transaction; return its seq.
 
         Raises ``AuditUnavailable`` when it cannot be written: the effect must not happen.
         """
         try:
-            return self._append(dict(action=action, actor=actor, target=target, real_actor=real_actor,
-                                     tenant=tenant, request_id=request_id, client=client,
-                                     outcome="started", reason=None, started_seq=None))
+            return self._append(
+                dict(
+                    action=action,
+                    actor=actor,
+                    target=target,
+                    real_actor=real_actor,
+                    tenant=tenant,
+                    request_id=request_id,
+                    client=client,
+                    outcome="started",
+                    reason=None,
+                    started_seq=None,
+                )
+            )
         except Exception as exc:
             log.exception("audit: cannot write the started record of %s", action)
             raise AuditUnavailable(
@@ -148,8 +179,37 @@ class Journal:
         )
 
     def verify(self) -> Verdict:
-        """Recompute the chain over the table; name the first record that does not match."""
-        return verify_records(dict(row) for row in self.records())
+        """Recompute the chain over the table; name the first record that does not match.
+
+        A chain cannot show its own tail was cut off, so each sink's copy anchors it: the
+        file's last record must be in the table, equal, and the table must not be shorter.
+        """
+        verdict = verify_records(dict(row) for row in self.records())
+        if not verdict.ok:
+            return verdict
+        for sink in self.sinks:
+            if not sink.path.exists():
+                continue
+            last = sink.last()
+            if last is None:
+                continue
+            row = self.store.one("SELECT hash FROM _orion_audit WHERE seq = ?", (last["seq"],))
+            if row is None:
+                return Verdict(
+                    False,
+                    verdict.checked,
+                    last["seq"],
+                    f"the table ends before record {last['seq']}, which {sink.path} holds: "
+                    "records were removed from the end of the table",
+                )
+            if row["hash"] != last.get("hash"):
+                return Verdict(
+                    False,
+                    verdict.checked,
+                    last["seq"],
+                    f"record {last['seq']} differs between the table and {sink.path}",
+                )
+        return verdict
 
 
 def verify_records(records: Iterable[dict[str, Any]]) -> Verdict:
@@ -182,6 +242,16 @@ class JsonlSink:
         if not self.path.exists():
             return 0
         return self._seq(self._tail()[1])
+
+    def last(self) -> dict[str, Any] | None:
+        """The last complete record in the file (None when empty)."""
+        seq = self.cursor()
+        if not seq:
+            return None
+        for record in self.read():
+            if record.get("seq") == seq:
+                return record
+        return None
 
     def export(self, store: Store) -> int:
         """Append every committed record newer than the file's cursor; return how many."""
@@ -232,10 +302,18 @@ class JsonlSink:
             raise RuntimeError(f"{self.path}: the last line is not an audit record; fix or move the file") from None
 
     def read(self) -> Iterator[dict[str, Any]]:
-        with open(self.path, encoding="ascii") as f:
-            for raw in f:
-                if raw.strip():
-                    yield json.loads(raw)
+        """The file's records in order; ``ValueError`` names the first line that is not one."""
+        with open(self.path, "rb") as f:
+            for number, raw in enumerate(f, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    record = json.loads(raw.decode("ascii"))
+                except ValueError as exc:  # not JSON, or a byte that is not ASCII (UnicodeDecodeError)
+                    raise ValueError(f"line {number} is not an audit record ({exc})") from None
+                if not isinstance(record, dict):
+                    raise ValueError(f"line {number} is not an audit record (a JSON {type(record).__name__})")
+                yield record
 
     def __repr__(self) -> str:
         return f"<JsonlSink {str(self.path)!r}>"

@@ -123,8 +123,13 @@ def load_local_identity(path: Path) -> User:
         path.write_text(json.dumps({"id": "local", "email": "owner@localhost", "name": "Owner", "role": "owner"}))
     try:
         data = json.loads(path.read_text())
-        return User(id=str(data["id"]), email=str(data["email"]), name=str(data.get("name", "")),
-                    role=str(data.get("role", "owner")), local=True)
+        return User(
+            id=str(data["id"]),
+            email=str(data["email"]),
+            name=str(data.get("name", "")),
+            role=str(data.get("role", "owner")),
+            local=True,
+        )
     except (ValueError, KeyError) as exc:
         raise SystemExit(
             f"{path}: the local identity must be JSON like "

@@ -63,9 +63,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     }
     cfg.update(overrides or {})
     if cfg["ORION_ENV"] not in ("development", "production"):
-        raise SystemExit(
-            f"ORION_ENV={cfg['ORION_ENV']!r} is not a mode; set it to 'development' or 'production'."
-        )
+        raise SystemExit(f"ORION_ENV={cfg['ORION_ENV']!r} is not a mode; set it to 'development' or 'production'.")
     cfg.setdefault("ORION_STATS", env.get("ORION_STATS", "1" if cfg["ORION_ENV"] == "development" else "0") == "1")
     data = Path(cfg["ORION_DB"]).parent
     cfg.setdefault("SECRET_KEY", env.get("SECRET_KEY") or _secret_key(data))
@@ -167,7 +165,10 @@ def _error_pages(app: Flask, rt: Runtime) -> None:
                 "<!doctype html><meta charset=utf-8><title>{} {}</title>"
                 '<main style="font:16px system-ui;max-width:40rem;margin:4rem auto">'
                 '<h1>{}</h1><p>{}</p><p><a href="/">Back to the start page</a></p></main>',
-                status, exc.name, exc.name, message,
+                status,
+                exc.name,
+                exc.name,
+                message,
             )
             return Response(body, status=status, mimetype="text/html")
         return Response(message + "\n", status=status, mimetype="text/plain")
@@ -180,21 +181,22 @@ def _error_pages(app: Flask, rt: Runtime) -> None:
             if _wants_html():
                 return Response(
                     html("<!doctype html><title>Error</title><h1>{}</h1><pre>{}</pre>", repr(exc), trace),
-                    status=500, mimetype="text/html",
+                    status=500,
+                    mimetype="text/html",
                 )
             return Response(trace, status=500, mimetype="text/plain")
         return Response(
             "Internal Server Error: the failure was logged. Try again; if it persists, "
             "tell the operator the time it happened.\n",
-            status=500, mimetype="text/plain",
+            status=500,
+            mimetype="text/plain",
         )
 
 
 def _friendly(exc: HTTPException) -> str:
     if exc.code == 404:
         return (
-            f"Nothing here: {request.path!r} is not a page or command of this app, "
-            "or what it names no longer exists."
+            f"Nothing here: {request.path!r} is not a page or command of this app, or what it names no longer exists."
         )
     if exc.code == 405:
         # Flask adds OPTIONS (and HEAD) to every rule; naming them would not help anyone.
@@ -207,6 +209,7 @@ def _friendly(exc: HTTPException) -> str:
 
 
 # -- gunicorn (called from gunicorn.conf.py; imported lazily, after gevent has patched) --
+
 
 def gunicorn_post_worker_init(worker: Any) -> None:
     """Watch for SIGTERM: end every stream at once so the graceful drain finishes quickly."""

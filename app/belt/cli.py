@@ -18,15 +18,20 @@ orion.add_command(audit)
 
 
 @audit.command("verify")
-@click.option("--jsonl", type=click.Path(path_type=Path), default=None,
-              help="Check a JSONL export instead of the database table.")
+@click.option(
+    "--jsonl", type=click.Path(path_type=Path), default=None, help="Check a JSONL export instead of the database table."
+)
 def audit_verify(jsonl: Path | None) -> None:
     """Recompute the hash chain; report the first broken record (exit 1) or "ok"."""
     rt = runtime()
     if jsonl is not None:
         if not jsonl.exists():
             raise click.ClickException(f"{jsonl} does not exist.")
-        verdict = verify_records(JsonlSink(jsonl).read())
+        try:
+            verdict = verify_records(JsonlSink(jsonl).read())
+        except ValueError as exc:  # a line that is not JSON: garbled, or cut short by a crash
+            click.echo(f"BROKEN in {jsonl}: {exc}.", err=True)
+            sys.exit(1)
         where = str(jsonl)
     else:
         if rt.journal is None:
@@ -36,8 +41,11 @@ def audit_verify(jsonl: Path | None) -> None:
     if verdict.ok:
         click.echo(f"ok: {verdict.checked} records in {where} form an unbroken chain.")
         return
-    click.echo(f"BROKEN at record {verdict.broken_seq} of {where}: {verdict.message}. "
-               f"{verdict.checked} records before it check out.", err=True)
+    click.echo(
+        f"BROKEN at record {verdict.broken_seq} of {where}: {verdict.message}. "
+        f"{verdict.checked} records before it check out.",
+        err=True,
+    )
     sys.exit(1)
 
 

@@ -31,10 +31,10 @@ from werkzeug.wrappers import Response as BaseResponse
 from . import shape as shapes
 from . import signals as signals_mod
 from . import sse
-from .ctx import Ctx
-from .html import html
 from .audit import AuditUnavailable, Journal
 from .auth import User, current_user
+from .ctx import Ctx
+from .html import html
 from .runtime import Runtime, request_ctx, runtime
 from .signals import BadInput
 
@@ -150,8 +150,12 @@ def command(
             started = None
             if journal is not None:
                 started = journal.started(
-                    action=name, actor=_uid(user), real_actor=_uid(user.real) if user and user.real else None,
-                    target=_target(url_values), tenant=ctx.tenant, request_id=ctx.request_id,
+                    action=name,
+                    actor=_uid(user),
+                    real_actor=_uid(user.real) if user and user.real else None,
+                    target=_target(url_values),
+                    tenant=ctx.tenant,
+                    request_id=ctx.request_id,
                     client=request.remote_addr,
                 )
             if rt.entitlement is not None:
@@ -205,11 +209,22 @@ def _identity(
     if reason is None:
         return user
     if rt.journal is not None:
-        rt.journal.record(
-            action="auth.denied", outcome="denied", reason=f"{name}: {reason}", actor=_uid(user),
-            real_actor=_uid(user.real) if user and user.real else None, target=_target(url_values),
-            tenant=ctx.tenant, request_id=ctx.request_id, client=request.remote_addr,
-        )
+        try:
+            rt.journal.record(
+                action="auth.denied",
+                outcome="denied",
+                reason=f"{name}: {reason}",
+                actor=_uid(user),
+                real_actor=_uid(user.real) if user and user.real else None,
+                target=_target(url_values),
+                tenant=ctx.tenant,
+                request_id=ctx.request_id,
+                client=request.remote_addr,
+            )
+        except Exception:
+            # The refusal stands without its record: refusing is always safe (nothing happens),
+            # and a 500 would be the wrong answer to a caller who may not act.
+            log.exception("audit: cannot write the auth.denied record of %s", name)
     raise Refused(reason, 403)
 
 

@@ -221,8 +221,11 @@ class Stream:
     def _revoked(self) -> bytes:
         parts = [
             sse.patch_elements(
-                html('<div id="{}" class="revoked" role="status">Access revoked. '
-                     '<a href="">Reload</a> to sign in again.</div>', r.id)
+                html(
+                    '<div id="{}" class="revoked" role="status">Access revoked. '
+                    '<a href="">Reload</a> to sign in again.</div>',
+                    r.id,
+                )
             ).encode()
             for r in self.regions
         ]

@@ -3,8 +3,8 @@
 One hash costs ~0.3 s of CPU and 128 MiB of memory (n=2**17, r=8, p=1). On the hub it would
 freeze every open stream for that long, so it runs on a dedicated pool of (cores - 1) threads
 (hashlib releases the GIL while it works): a burst of sign-ins queues there, bounded in
-memory, and one core is always left to the hub. A sign-in for an unknown email hashes a dummy password, so "no such user" and
-"wrong password" take the same time and give the same answer.
+memory, and one core is always left to the hub. A sign-in for an unknown email hashes a
+dummy password, so "no such user" and "wrong password" take the same time and answer.
 """
 
 from __future__ import annotations

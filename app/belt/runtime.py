@@ -74,8 +74,14 @@ class Runtime:
             "streams": len(self.streams),
             "subscribers": self.bus.subscriber_count(),
             "published": self.bus.published,
-            "store": {"queries": s.queries, "memo_hits": s.memo_hits, "writes": s.writes,
-                      "commits": s.commits, "rollbacks": s.rollbacks, "lock_waits": s.lock_waits},
+            "store": {
+                "queries": s.queries,
+                "memo_hits": s.memo_hits,
+                "writes": s.writes,
+                "commits": s.commits,
+                "rollbacks": s.rollbacks,
+                "lock_waits": s.lock_waits,
+            },
             "live": dict(self.live.__dict__),
             "uptime": round(time.time() - self.started, 3),
         }

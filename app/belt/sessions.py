@@ -75,8 +75,17 @@ class Sessions:
         self.store.exec(
             "INSERT INTO _orion_sessions (id, user_id, secret_hash, created_at, last_used_at, expires_at,"
             " absolute_expires_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (sid, str(user_id), _digest(secret), now, now, now + self.ttl, now + self.absolute,
-             ip, (user_agent or "")[:300]),
+            (
+                sid,
+                str(user_id),
+                _digest(secret),
+                now,
+                now,
+                now + self.ttl,
+                now + self.absolute,
+                ip,
+                (user_agent or "")[:300],
+            ),
         )
         return f"{sid}.{secret}"
 
@@ -103,8 +112,9 @@ class Sessions:
             self.store.exec(
                 "UPDATE _orion_sessions SET expires_at = ?, last_used_at = ? WHERE id = ?", (expires, now, sid)
             )
-        return Session(sid, row["user_id"], row["created_at"], expires, row["absolute_expires_at"],
-                       row["masquerade_as"])
+        return Session(
+            sid, row["user_id"], row["created_at"], expires, row["absolute_expires_at"], row["masquerade_as"]
+        )
 
     def end(self, session_id: str) -> None:
         self.store.exec("DELETE FROM _orion_sessions WHERE id = ?", (session_id,))
@@ -141,8 +151,13 @@ def read_token(request: Request) -> str | None:
 def set_cookie(response: Response, request: Request, token: str, *, max_age: float) -> None:
     secure = secure_request(request)
     response.set_cookie(
-        SECURE_COOKIE if secure else COOKIE, token, max_age=int(max_age), path="/",
-        secure=secure, httponly=True, samesite="Lax",
+        SECURE_COOKIE if secure else COOKIE,
+        token,
+        max_age=int(max_age),
+        path="/",
+        secure=secure,
+        httponly=True,
+        samesite="Lax",
     )
 
 

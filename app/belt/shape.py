@@ -127,15 +127,11 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _check_bounds(
-    low: int | None, high: int | None, where: str, *, counts: bool = True
-) -> None:
+def _check_bounds(low: int | None, high: int | None, where: str, *, counts: bool = True) -> None:
     if counts and low is not None and low < 0:
         raise ValueError(f"{where}(min={low!r}): min can't be negative; use min=0.")
     if low is not None and high is not None and high < low:
-        raise ValueError(
-            f"{where}(min={low!r}, max={high!r}): max is below min; swap them."
-        )
+        raise ValueError(f"{where}(min={low!r}, max={high!r}): max is below min; swap them.")
 
 
 @dataclass(frozen=True)
@@ -176,9 +172,7 @@ class _Text(_Base[str]):
         bad = _BAD_CHAR.search(value)  # before trimming: str.strip() eats \x1c-\x1f
         if bad:
             char, at = bad.group(), bad.start() + 1
-            what = (
-                "an unpaired surrogate" if char >= "\ud800" else "a control character"
-            )
+            what = "an unpaired surrogate" if char >= "\ud800" else "a control character"
             return _fail(
                 f"{label} contains {what} ({char!r} at character {at}); remove it "
                 "(only tabs and line breaks are allowed)."
@@ -191,17 +185,11 @@ class _Text(_Base[str]):
         if size == 0 and self.min > 0:
             return _fail(f"{label} can't be blank.")
         if size < self.min:
-            return _fail(
-                f"{label} must be at least {_plural(self.min, 'character')} (got {size})."
-            )
+            return _fail(f"{label} must be at least {_plural(self.min, 'character')} (got {size}).")
         if self.max is not None and size > self.max:
-            return _fail(
-                f"{label} must be at most {_plural(self.max, 'character')} (got {size})."
-            )
+            return _fail(f"{label} must be at most {_plural(self.max, 'character')} (got {size}).")
         if self.pattern is not None and not self.pattern.fullmatch(value):
-            return _fail(
-                self.pattern_message or f"{label} is not in the expected format."
-            )
+            return _fail(self.pattern_message or f"{label} is not in the expected format.")
         return Parsed(value, Issues())
 
 
@@ -233,9 +221,7 @@ def text(
         try:
             compiled = re.compile(pattern)
         except re.error as exc:
-            raise ValueError(
-                f"text(pattern={pattern!r}) is not a valid regular expression: {exc}."
-            ) from exc
+            raise ValueError(f"text(pattern={pattern!r}) is not a valid regular expression: {exc}.") from exc
     return _Text(trim, min, max, compiled, label, pattern_message)
 
 
@@ -260,8 +246,7 @@ class _Integer(_Base[int]):
             stripped = data.strip()
             if len(stripped) > _MAX_DIGITS:
                 return _fail(
-                    f"{label} must be a whole number of at most {_MAX_DIGITS} digits "
-                    f"(got {len(stripped)} characters)."
+                    f"{label} must be a whole number of at most {_MAX_DIGITS} digits (got {len(stripped)} characters)."
                 )
             if _INT_TEXT.fullmatch(stripped):
                 number = int(stripped)
@@ -277,9 +262,7 @@ class _Integer(_Base[int]):
         return Parsed(number, Issues())
 
 
-def integer(
-    *, min: int | None = None, max: int | None = None, label: str | None = None
-) -> Shape[int]:
+def integer(*, min: int | None = None, max: int | None = None, label: str | None = None) -> Shape[int]:
     """A whole number: an int, a form string of ASCII digits, or a float like ``3.0``.
 
     Booleans, ``"1.5"``, NaN, infinities and strings over 30 characters are issues, and
@@ -356,14 +339,10 @@ def choice(*values: str, label: str | None = None) -> Shape[str]:
     Parsed(value='done', issues={})
     """
     if not values:
-        raise ValueError(
-            "choice() needs at least one value, e.g. choice('open', 'done')."
-        )
+        raise ValueError("choice() needs at least one value, e.g. choice('open', 'done').")
     for v in values:
         if not isinstance(v, str):
-            raise TypeError(
-                f"choice() values must be strings; got {v!r}. Forms send strings."
-            )
+            raise TypeError(f"choice() values must be strings; got {v!r}. Forms send strings.")
     if len(set(values)) != len(values):
         raise ValueError(f"choice() values must be distinct; got {values!r}.")
     return _Choice(values, label)
@@ -410,9 +389,7 @@ class _Obj(_Base[dict[str, Any]]):
             return _fail(f"{name} must be an object of fields (got {_kind(data)}).")
         value: dict[str, Any] = {}
         issues = Issues()
-        getlist = getattr(
-            data, "getlist", None
-        )  # werkzeug MultiDict: repeated form keys
+        getlist = getattr(data, "getlist", None)  # werkzeug MultiDict: repeated form keys
         for key, shape in self.fields:
             label = _humanize(key)
             if key not in data:
@@ -465,17 +442,11 @@ class _Items(_Base[list[T_co]]):
         if not isinstance(data, list | tuple):
             return _fail(f"{label} must be a list (got {_show(data)}).")
         count = len(data)
-        if (
-            self.max is not None and count > self.max
-        ):  # don't do work on oversized input
-            return _fail(
-                f"{label} must have at most {_plural(self.max, 'item')} (got {count})."
-            )
+        if self.max is not None and count > self.max:  # don't do work on oversized input
+            return _fail(f"{label} must have at most {_plural(self.max, 'item')} (got {count}).")
         issues = Issues()
         if count < self.min:
-            issues[""] = (
-                f"{label} must have at least {_plural(self.min, 'item')} (got {count})."
-            )
+            issues[""] = f"{label} must have at least {_plural(self.min, 'item')} (got {count})."
         known = self.label or name
         value: list[T_co] = []
         for index, element in enumerate(data):
@@ -492,9 +463,7 @@ class _Items(_Base[list[T_co]]):
         return self._parse([], name)
 
 
-def items(
-    inner: Shape[T], *, min: int = 0, max: int | None = None, label: str | None = None
-) -> Shape[list[T]]:
+def items(inner: Shape[T], *, min: int = 0, max: int | None = None, label: str | None = None) -> Shape[list[T]]:
     """A list of ``inner`` values, ``min``..``max`` long; issues are at ``"<index>.<path>"``.
 
     ``None`` or a missing field counts as an empty list.
@@ -509,9 +478,7 @@ def items(
 
 
 def _sentence(msg: str) -> str:
-    if msg[
-        1:2
-    ].islower():  # "String should..." -> "string should...", but keep "URL ..."
+    if msg[1:2].islower():  # "String should..." -> "string should...", but keep "URL ..."
         msg = msg[:1].lower() + msg[1:]
     return msg if msg.endswith((".", "!", "?")) else msg + "."
 
@@ -530,9 +497,7 @@ def _issues_from(exc: Exception, name: str | None) -> Issues:
             message = f"{label or 'Value'} is required."
         else:
             message = _sentence(str(error.get("msg") or "is invalid"))
-            message = (
-                f"{label}: {message}" if label else message[:1].upper() + message[1:]
-            )
+            message = f"{label}: {message}" if label else message[:1].upper() + message[1:]
         issues.setdefault(path, message)
     return issues
 

@@ -102,20 +102,16 @@ def _decode_json(data: bytes, where: str) -> dict[str, Any]:
     except RecursionError:
         raise BadInput(f"{where} is nested too deeply: at most {MAX_DEPTH} levels.") from None
     except json.JSONDecodeError as exc:
-        raise BadInput(
-            f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
-        ) from None
+        raise BadInput(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
     except ValueError:
         # Python refuses to convert integers longer than sys.get_int_max_str_digits() (4300)
         # digits (CVE-2020-10735) with a plain ValueError, which would otherwise be a 500.
         raise BadInput(
-            f"{where} has an integer longer than {sys.get_int_max_str_digits()} digits; "
-            "send such a number as a string."
+            f"{where} has an integer longer than {sys.get_int_max_str_digits()} digits; send such a number as a string."
         ) from None
     if not isinstance(value, dict):
         raise BadInput(
-            f"{where} must be a JSON object of signals, like {{\"title\": \"Milk\"}} "
-            f"(got a {type(value).__name__})."
+            f'{where} must be a JSON object of signals, like {{"title": "Milk"}} (got a {type(value).__name__}).'
         )
     if _depth(value) > MAX_DEPTH:
         raise BadInput(f"{where} is nested too deeply: at most {MAX_DEPTH} levels.")
@@ -148,8 +144,7 @@ def _depth(value: Any) -> int:
 def _decode_form(body: bytes) -> dict[str, Any]:
     try:
         text = body.decode("ascii")
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict",
-                          max_num_fields=MAX_FIELDS)
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict", max_num_fields=MAX_FIELDS)
     except UnicodeDecodeError:
         raise BadInput("The form is not valid UTF-8; send it from a page served as UTF-8.") from None
     except ValueError:
@@ -193,7 +188,5 @@ def _decode_multipart(body: bytes, boundary: str) -> dict[str, Any]:
                 try:
                     value = b"".join(chunks).decode("utf-8")
                 except UnicodeDecodeError:
-                    raise BadInput(
-                        "The form is not valid UTF-8; send it from a page served as UTF-8."
-                    ) from None
+                    raise BadInput("The form is not valid UTF-8; send it from a page served as UTF-8.") from None
                 form.setdefault(name, value)  # the first of repeated fields wins

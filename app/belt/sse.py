@@ -84,14 +84,9 @@ def patch_elements(
     <BLANKLINE>
     """
     if mode not in MODES:
-        raise ValueError(
-            f"mode {mode!r} is not a Datastar patch mode; use one of {MODES}."
-        )
+        raise ValueError(f"mode {mode!r} is not a Datastar patch mode; use one of {MODES}.")
     if namespace is not None and namespace not in NAMESPACES:
-        raise ValueError(
-            f"namespace {namespace!r} is not supported; use one of {NAMESPACES},"
-            " or None for HTML."
-        )
+        raise ValueError(f"namespace {namespace!r} is not supported; use one of {NAMESPACES}, or None for HTML.")
     html = str(elements)
     if not html and not selector:
         raise ValueError(
@@ -128,9 +123,7 @@ def remove_elements(
     <BLANKLINE>
     """
     if not selector:
-        raise ValueError(
-            "remove_elements() needs a CSS selector, for example '#todo-7'."
-        )
+        raise ValueError("remove_elements() needs a CSS selector, for example '#todo-7'.")
     return patch_elements(
         selector=selector,
         mode="remove",
@@ -162,18 +155,14 @@ def patch_signals(
         text = signals
     elif isinstance(signals, Mapping):
         # allow_nan=False: NaN and Infinity are not JSON and the browser's JSON.parse rejects them.
-        text = json.dumps(
-            dict(signals), separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        text = json.dumps(dict(signals), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     else:
         raise TypeError(
             f"signals must be a mapping or a JSON string, not {type(signals).__name__};"
             " wrap a single value in a dict, e.g. {'count': 1}."
         )
     if not text:
-        raise ValueError(
-            "patch_signals() got an empty string; pass a mapping or a JSON object."
-        )
+        raise ValueError("patch_signals() got an empty string; pass a mapping or a JSON object.")
     data = ["onlyIfMissing true"] if only_if_missing else []
     data.extend("signals " + line for line in _LINE_BREAK.split(text))
     return _event(PATCH_SIGNALS, data, event_id, retry)
@@ -217,9 +206,7 @@ def execute_script(
         attrs += Markup(' data-effect="el.remove()"')
     # The script is code by definition (checked above for "</script"), never escaped.
     tag = Markup("<script{}>{}</script>").format(attrs, Markup(script))  # noqa: S704
-    return patch_elements(
-        tag, selector="body", mode="append", event_id=event_id, retry=retry
-    )
+    return patch_elements(tag, selector="body", mode="append", event_id=event_id, retry=retry)
 
 
 def comment(text: str = "") -> str:
@@ -241,9 +228,7 @@ def _event(kind: str, data: list[str], event_id: str | None, retry: int | None) 
         parts.append(f"id: {_one_line('event_id', event_id)}\n")
     if retry is not None and retry != DEFAULT_RETRY_MS:
         if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
-            raise ValueError(
-                f"retry {retry!r} is not a reconnection delay; pass whole milliseconds (>= 0)."
-            )
+            raise ValueError(f"retry {retry!r} is not a reconnection delay; pass whole milliseconds (>= 0).")
         parts.append(f"retry: {retry}\n")
     parts.extend(f"data: {line}\n" for line in data)
     parts.append("\n")
@@ -254,8 +239,7 @@ def _one_line(name: str, value: str) -> str:
     """Return ``value`` if it fits on one SSE line, else raise: a line break would end the field."""
     if _LINE_BREAK.search(value) or "\x00" in value:
         raise ValueError(
-            f"{name} {value!r} contains a line break or NUL, which SSE cannot carry in this"
-            " field; remove it."
+            f"{name} {value!r} contains a line break or NUL, which SSE cannot carry in this field; remove it."
         )
     return value
 
@@ -342,22 +326,16 @@ class StreamEncoder:
         self._finish: Callable[[], bytes]
         if encoding == "br":
             if not 0 <= quality <= 11:
-                raise ValueError(
-                    f"brotli quality {quality!r} is out of range; use 0 to 11."
-                )
+                raise ValueError(f"brotli quality {quality!r} is out of range; use 0 to 11.")
             if not 10 <= lgwin <= 24:
-                raise ValueError(
-                    f"brotli lgwin {lgwin!r} is out of range; use 10 to 24."
-                )
+                raise ValueError(f"brotli lgwin {lgwin!r} is out of range; use 10 to 24.")
             compressor = brotli.Compressor(quality=quality, lgwin=lgwin)
             self._compress = lambda data: compressor.process(data) + compressor.flush()
             self._finish = compressor.finish
         elif encoding == "gzip":
             # wbits=31: the gzip container, which is what "Content-Encoding: gzip" means.
             deflate = zlib.compressobj(level=6, wbits=31)
-            self._compress = lambda data: (
-                deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
-            )
+            self._compress = lambda data: deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
             self._finish = deflate.flush
         elif encoding == "identity":
             self._compress = bytes
@@ -371,9 +349,7 @@ class StreamEncoder:
     def encode(self, text: str | bytes) -> bytes:
         """Compress and flush ``text`` (str or UTF-8 bytes); return the bytes to write now."""
         if self._closed:
-            raise RuntimeError(
-                "This StreamEncoder is closed; make a new one for a new stream."
-            )
+            raise RuntimeError("This StreamEncoder is closed; make a new one for a new stream.")
         data = text.encode() if isinstance(text, str) else text
         out = self._compress(data)
         self.raw_bytes += len(data)

@@ -100,9 +100,7 @@ class Store:
         synchronous: str = "NORMAL",
     ) -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
-            raise ValueError(
-                f"synchronous={synchronous!r} is not a SQLite setting; use one of {_SYNCHRONOUS}."
-            )
+            raise ValueError(f"synchronous={synchronous!r} is not a SQLite setting; use one of {_SYNCHRONOUS}.")
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self.stats = Stats()
@@ -318,9 +316,7 @@ class Store:
                 )
         applied = {
             row["name"]: row["checksum"]
-            for row in self._writer.execute(
-                "SELECT name, checksum FROM _orion_migrations WHERE owner = ?", (owner,)
-            )
+            for row in self._writer.execute("SELECT name, checksum FROM _orion_migrations WHERE owner = ?", (owner,))
         }
         ran = []
         for path in files:
@@ -421,4 +417,3 @@ def _safely(callback: Callable[[], None]) -> None:
         callback()
     except Exception:  # a subscriber must never break the writer that published
         log.exception("after-commit callback %r failed", callback)
-

@@ -20,5 +20,6 @@ def field_error(form_id: str, field: str, message: str | None) -> Markup:
         return html('<p id="{}" class="field-error" aria-live="polite"></p>', error_id(form_id, field))
     return html(
         '<p id="{}" class="field-error" role="alert" aria-live="polite">{}</p>',
-        error_id(form_id, field), message,
+        error_id(form_id, field),
+        message,
     )

@@ -11,8 +11,10 @@ from app.belt.auth import User
 def nav(user: User | None, *, admin: bool = False) -> Markup:
     """Who is signed in, where they can go, and a way out. ``admin`` shows the Users link."""
     if user is None:
-        return html('<nav class="bar"><a href="/">orion</a><span class="grow"></span>'
-                    '<a href="/signin">Sign in</a><a href="/signup">Sign up</a></nav>')
+        return html(
+            '<nav class="bar"><a href="/">orion</a><span class="grow"></span>'
+            '<a href="/signin">Sign in</a><a href="/signup">Sign up</a></nav>'
+        )
     links = [html('<a href="/">Todos</a>')]
     if admin and not user.local:
         links.append(html('<a href="/admin/users">Users</a>'))
@@ -24,7 +26,9 @@ def nav(user: User | None, *, admin: bool = False) -> Markup:
         banner = html(
             '<div class="masquerade" role="status">{} is viewing as <strong>{}</strong> (read-only). '
             '<form method="post" action="/masquerade/stop"><button>Stop viewing as {}</button></form></div>',
-            user.real.label, user.label, user.label,
+            user.real.label,
+            user.label,
+            user.label,
         )
     sign_out = Markup("")
     if not user.local:
@@ -32,5 +36,9 @@ def nav(user: User | None, *, admin: bool = False) -> Markup:
     return html(
         '<nav class="bar"><a href="/" class="brand">orion</a>{}<span class="grow"></span>'
         '<span class="who">{} <small>({})</small></span>{}</nav>{}',
-        join(links), user.label, user.role, sign_out, banner,
+        join(links),
+        user.label,
+        user.role,
+        sign_out,
+        banner,
     )

@@ -16,5 +16,8 @@ def toast(message: str, *, level: str = "info", seconds: float = 5) -> Markup:
     role = "alert" if level == "error" else "status"
     return html(
         '<div class="toast toast-{}" role="{}" data-init="setTimeout(() => el.remove(), {})">{}</div>',
-        level, role, int(seconds * 1000), message,
+        level,
+        role,
+        int(seconds * 1000),
+        message,
     )

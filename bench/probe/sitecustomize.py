@@ -4,6 +4,7 @@
 imports ``sitecustomize`` at start-up, and every collection of generation 1 or 2, or any that took
 over a millisecond, is appended to ``<prefix>.<pid>`` as ``monotonic generation ms collected``.
 The pid is read at each collection, so a forked gunicorn worker writes to a file of its own.
+``BENCH_GC_THRESHOLD=a,b,c`` also sets ``gc.set_threshold(a, b, c)`` (the orion server only).
 """
 
 import gc
@@ -37,3 +38,8 @@ class _Log:
 
 if _PREFIX:
     gc.callbacks.append(_Log(_PREFIX))
+
+# ``bench.run --server-gc 100000,50,100``: try collector thresholds on orion without editing it.
+_THRESHOLD = os.environ.get("BENCH_GC_THRESHOLD")
+if _THRESHOLD:
+    gc.set_threshold(*(int(x) for x in _THRESHOLD.split(",")))

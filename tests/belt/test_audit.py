@@ -395,3 +395,25 @@ def test_a_file_that_is_not_an_export_is_not_appended_to(exported: Journal, sink
     assert sink.path.read_text() == "someone's notes\n"
     with pytest.raises(RuntimeError, match="the last line is not an audit record; fix or move the file"):
         sink.cursor()
+
+
+def test_records_cut_from_the_end_of_the_table_are_caught_by_the_exported_copy(tmp_path: Path) -> None:
+    """A chain cannot show its own tail was removed; the JSONL sink anchors it."""
+    sink = JsonlSink(tmp_path / "audit.jsonl")
+    store = open_store(tmp_path / "db.sqlite")
+    run_commands(Journal(store, sinks=[sink]))
+    assert Journal(store, sinks=[sink]).verify().ok
+    store.close()
+    db = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    db.execute("DROP TRIGGER _orion_audit_no_delete")
+    db.execute("DELETE FROM _orion_audit WHERE seq >= 5")  # the last command's pair, gone
+    db.close()
+    store = Store(tmp_path / "db.sqlite")
+    try:
+        assert verify_records(dict(r) for r in store.query("SELECT * FROM _orion_audit ORDER BY seq")).ok
+        verdict = Journal(store, sinks=[sink]).verify()
+    finally:
+        store.close()
+    assert not verdict.ok
+    assert verdict.broken_seq == 6
+    assert "removed from the end of the table" in verdict.message

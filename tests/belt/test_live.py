@@ -401,7 +401,6 @@ def test_region_render_is_what_a_page_get_embeds(rt: Runtime) -> None:
     assert shown.render(rt.ctx()) == '<ul id="items"><li>&lt;b&gt;milk&lt;/b&gt;</li></ul>'
 
 
-
 def test_a_stream_opened_during_shutdown_ends_at_once(
     rt: Runtime, viewers: Callable[..., Viewer], regions: list[Region]
 ) -> None:

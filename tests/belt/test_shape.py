@@ -57,9 +57,7 @@ TITLE = text(min=1, max=200, label="Title")
         pytest.param(TITLE, "  Milk \n", "Milk", id="trimmed"),
         pytest.param(text(trim=False), "  Milk ", "  Milk ", id="no-trim"),
         pytest.param(TITLE, "", whole("Title can't be blank."), id="blank"),
-        pytest.param(
-            TITLE, " \t\n ", whole("Title can't be blank."), id="whitespace-only"
-        ),
+        pytest.param(TITLE, " \t\n ", whole("Title can't be blank."), id="whitespace-only"),
         pytest.param(text(), "   ", "", id="whitespace-only-allowed-when-min-0"),
         pytest.param(TITLE, "a" * 200, "a" * 200, id="200-chars"),
         pytest.param(
@@ -125,12 +123,8 @@ TITLE = text(min=1, max=200, label="Title")
         pytest.param(TITLE, 12, whole("Title must be text (got 12)."), id="int"),
         pytest.param(TITLE, True, whole("Title must be text (got True)."), id="bool"),
         pytest.param(TITLE, 1.5, whole("Title must be text (got 1.5)."), id="float"),
-        pytest.param(
-            TITLE, ["a"], whole("Title must be text (got a list)."), id="list"
-        ),
-        pytest.param(
-            TITLE, {}, whole("Title must be text (got an object)."), id="dict"
-        ),
+        pytest.param(TITLE, ["a"], whole("Title must be text (got a list)."), id="list"),
+        pytest.param(TITLE, {}, whole("Title must be text (got an object)."), id="dict"),
         pytest.param(TITLE, None, whole("Title is required."), id="None"),
         pytest.param(
             text(pattern=r"[a-z]+", label="Slug"),
@@ -175,12 +169,8 @@ COUNT = integer(min=1, max=10, label="Count")
         pytest.param(COUNT, "010", 10, id="leading-zero"),
         pytest.param(integer(), "-5", -5, id="negative"),
         pytest.param(COUNT, 4.0, 4, id="whole-float"),
-        pytest.param(
-            COUNT, 0, whole("Count must be at least 1 (got 0)."), id="below-min"
-        ),
-        pytest.param(
-            COUNT, "11", whole("Count must be at most 10 (got 11)."), id="above-max"
-        ),
+        pytest.param(COUNT, 0, whole("Count must be at least 1 (got 0)."), id="below-min"),
+        pytest.param(COUNT, "11", whole("Count must be at most 10 (got 11)."), id="above-max"),
         pytest.param(
             COUNT,
             "abc",
@@ -193,18 +183,10 @@ COUNT = integer(min=1, max=10, label="Count")
             whole("Count must be a whole number (got '1.5')."),
             id="decimal-string",
         ),
-        pytest.param(
-            COUNT, 1.5, whole("Count must be a whole number (got 1.5)."), id="fraction"
-        ),
-        pytest.param(
-            COUNT, math.nan, whole("Count must be a whole number (got nan)."), id="NaN"
-        ),
-        pytest.param(
-            COUNT, math.inf, whole("Count must be a whole number (got inf)."), id="inf"
-        ),
-        pytest.param(
-            COUNT, True, whole("Count must be a whole number (got True)."), id="bool"
-        ),
+        pytest.param(COUNT, 1.5, whole("Count must be a whole number (got 1.5)."), id="fraction"),
+        pytest.param(COUNT, math.nan, whole("Count must be a whole number (got nan)."), id="NaN"),
+        pytest.param(COUNT, math.inf, whole("Count must be a whole number (got inf)."), id="inf"),
+        pytest.param(COUNT, True, whole("Count must be a whole number (got True)."), id="bool"),
         pytest.param(
             COUNT,
             "1_000",
@@ -220,23 +202,17 @@ COUNT = integer(min=1, max=10, label="Count")
         pytest.param(COUNT, "", whole("Count is required."), id="blank"),
         pytest.param(COUNT, "  ", whole("Count is required."), id="whitespace-only"),
         pytest.param(COUNT, None, whole("Count is required."), id="None"),
-        pytest.param(
-            COUNT, [1], whole("Count must be a whole number (got a list)."), id="list"
-        ),
+        pytest.param(COUNT, [1], whole("Count must be a whole number (got a list)."), id="list"),
         pytest.param(
             COUNT,
             "9" * 31,
-            whole(
-                "Count must be a whole number of at most 30 digits (got 31 characters)."
-            ),
+            whole("Count must be a whole number of at most 30 digits (got 31 characters)."),
             id="huge-string",
         ),
         pytest.param(
             integer(),
             2**63,
-            whole(
-                "Value must be at most 9223372036854775807 (got 9223372036854775808)."
-            ),
+            whole("Value must be at most 9223372036854775807 (got 9223372036854775808)."),
             id="beyond-sqlite-int64",
         ),
         pytest.param(integer(), -(2**63), -(2**63), id="int64-min"),
@@ -285,26 +261,18 @@ STATUS = choice("open", "done", label="Status")
     [
         pytest.param("open", "open", id="first"),
         pytest.param("done", "done", id="second"),
-        pytest.param(
-            "x", whole("Status must be one of 'open', 'done' (got 'x')."), id="unknown"
-        ),
+        pytest.param("x", whole("Status must be one of 'open', 'done' (got 'x')."), id="unknown"),
         pytest.param(
             "Open",
-            whole(
-                "Status must be one of 'open', 'done' (got 'Open'). Did you mean 'open'?"
-            ),
+            whole("Status must be one of 'open', 'done' (got 'Open'). Did you mean 'open'?"),
             id="did-you-mean",
         ),
         pytest.param(
             " open",
-            whole(
-                "Status must be one of 'open', 'done' (got ' open'). Did you mean 'open'?"
-            ),
+            whole("Status must be one of 'open', 'done' (got ' open'). Did you mean 'open'?"),
             id="exact",
         ),
-        pytest.param(
-            1, whole("Status must be one of 'open', 'done' (got 1)."), id="int"
-        ),
+        pytest.param(1, whole("Status must be one of 'open', 'done' (got 1)."), id="int"),
         pytest.param("", whole("Status is required."), id="blank"),
         pytest.param(None, whole("Status is required."), id="None"),
         pytest.param(
@@ -418,15 +386,9 @@ TODO = obj(
             ),
             id="every-field-wrong-labels-humanised",
         ),
-        pytest.param(
-            [1, 2], whole("Expected an object of fields (got a list)."), id="list"
-        ),
-        pytest.param(
-            "x", whole("Expected an object of fields (got a string)."), id="string"
-        ),
-        pytest.param(
-            None, whole("Expected an object of fields (got None)."), id="None"
-        ),
+        pytest.param([1, 2], whole("Expected an object of fields (got a list)."), id="list"),
+        pytest.param("x", whole("Expected an object of fields (got a string)."), id="string"),
+        pytest.param(None, whole("Expected an object of fields (got None)."), id="None"),
     ],
 )
 def test_obj(data: Any, expected: Any) -> None:
@@ -496,9 +458,7 @@ ORDER = obj(
         ),
         pytest.param(
             {"customer": {"name": "A", "email": "a@b"}, "items": ["x"]},
-            Issues(
-                {"items.0": "Items item 1 must be an object of fields (got a string)."}
-            ),
+            Issues({"items.0": "Items item 1 must be an object of fields (got a string)."}),
             id="list-element-not-an-object",
         ),
         pytest.param(
@@ -585,9 +545,7 @@ def test_obj_reads_a_werkzeug_multidict() -> None:
 
 def test_missing_list_is_empty() -> None:
     assert obj(tags=items(text())).parse({}).value == {"tags": []}
-    assert obj(tags=items(text(), min=1)).parse({}).issues == {
-        "tags": "Tags must have at least 1 item (got 0)."
-    }
+    assert obj(tags=items(text(), min=1)).parse({}).issues == {"tags": "Tags must have at least 1 item (got 0)."}
 
 
 @pytest.mark.parametrize(
@@ -618,9 +576,7 @@ def test_missing_list_is_empty() -> None:
             "text(pattern='(') is not a valid regular expression",
             id="bad-pattern",
         ),
-        pytest.param(
-            lambda: choice(), "choice() needs at least one value", id="empty-choice"
-        ),
+        pytest.param(lambda: choice(), "choice() needs at least one value", id="empty-choice"),
         pytest.param(
             lambda: choice("a", "a"),
             "choice() values must be distinct; got ('a', 'a').",
@@ -696,26 +652,18 @@ def _random_string(rng: random.Random) -> str:
                 "9" * 40,
             ]
         )
-    return "".join(
-        rng.choice(_CHARS) for _ in range(rng.randint(0, 250 if pick > 0.95 else 12))
-    )
+    return "".join(rng.choice(_CHARS) for _ in range(rng.randint(0, 250 if pick > 0.95 else 12)))
 
 
 def _random_json(rng: random.Random, depth: int = 0) -> Any:
-    kinds = (
-        ["none", "bool", "int", "float", "str", "list", "dict"]
-        if depth < 4
-        else ["none", "bool", "int", "str"]
-    )
+    kinds = ["none", "bool", "int", "float", "str", "list", "dict"] if depth < 4 else ["none", "bool", "int", "str"]
     kind = rng.choice(kinds)
     if kind == "none":
         return None
     if kind == "bool":
         return rng.random() < 0.5
     if kind == "int":
-        return rng.choice(
-            [0, 1, -1, 2**63, -(2**63) - 1, 10**40, rng.randint(-1000, 1000)]
-        )
+        return rng.choice([0, 1, -1, 2**63, -(2**63) - 1, 10**40, rng.randint(-1000, 1000)])
     if kind == "float":
         return rng.choice(
             [
@@ -819,9 +767,7 @@ class FakeModel:
             )
         errors: list[dict[str, Any]] = []
         if "title" not in data:
-            errors.append(
-                {"type": "missing", "loc": ("title",), "msg": "Field required"}
-            )
+            errors.append({"type": "missing", "loc": ("title",), "msg": "Field required"})
         elif len(data["title"]) > 3:
             errors.append(
                 {
@@ -934,9 +880,7 @@ def test_adapt_foreign_shape_passes_parsed_through() -> None:
 
 @pytest.mark.parametrize("thing", [42, "text", None, FakeModel("a").title])
 def test_adapt_rejects_other_things(thing: Any) -> None:
-    with pytest.raises(
-        TypeError, match=rf"a Pydantic model class .*; got {thing!r}\.$"
-    ):
+    with pytest.raises(TypeError, match=rf"a Pydantic model class .*; got {thing!r}\.$"):
         adapt(thing)
 
 
@@ -962,9 +906,7 @@ def test_real_pydantic_model() -> None:
         "lines.0.sku": "Sku: input should be a valid integer, unable to parse string as an integer.",
         "lines.1.sku": "Sku is required.",
     }
-    assert shape.parse({"title": "abcd"}).issues == {
-        "title": "Title: string should have at most 3 characters."
-    }
+    assert shape.parse({"title": "abcd"}).issues == {"title": "Title: string should have at most 3 characters."}
     assert shape.parse([]).ok is False
 
 

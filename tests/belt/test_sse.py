@@ -30,15 +30,11 @@ def fields(text: str) -> list[str]:
 
 
 def test_patch_elements_sends_only_the_elements_by_default() -> None:
-    assert patch_elements('<p id="a">Hi</p>') == (
-        'event: datastar-patch-elements\ndata: elements <p id="a">Hi</p>\n\n'
-    )
+    assert patch_elements('<p id="a">Hi</p>') == ('event: datastar-patch-elements\ndata: elements <p id="a">Hi</p>\n\n')
 
 
 def test_patch_elements_defaults_given_explicitly_are_left_out() -> None:
-    text = patch_elements(
-        "<p id='a'></p>", mode="outer", use_view_transition=False, retry=1000
-    )
+    text = patch_elements("<p id='a'></p>", mode="outer", use_view_transition=False, retry=1000)
     assert text == "event: datastar-patch-elements\ndata: elements <p id='a'></p>\n\n"
 
 
@@ -73,9 +69,7 @@ def test_patch_elements_accepts_every_datastar_mode(mode: str) -> None:
 
 @pytest.mark.parametrize("namespace", ["svg", "mathml"])
 def test_patch_elements_sends_the_namespace(namespace: str) -> None:
-    assert f"data: namespace {namespace}\n" in patch_elements(
-        "<g id='x'/>", namespace=namespace
-    )
+    assert f"data: namespace {namespace}\n" in patch_elements("<g id='x'/>", namespace=namespace)
 
 
 def test_patch_elements_rejects_an_unknown_mode_naming_the_choices() -> None:
@@ -94,9 +88,7 @@ def test_patch_elements_refuses_to_patch_nothing() -> None:
 
 
 def test_patch_elements_sends_retry_zero_and_an_empty_id() -> None:
-    assert "\nid: \nretry: 0\n" in patch_elements(
-        "<p id='a'></p>", event_id="", retry=0
-    )
+    assert "\nid: \nretry: 0\n" in patch_elements("<p id='a'></p>", event_id="", retry=0)
 
 
 @pytest.mark.parametrize("retry", [-1, 1.5, True])
@@ -107,9 +99,7 @@ def test_patch_elements_rejects_a_retry_that_is_not_whole_milliseconds(
         patch_elements("<p id='a'></p>", retry=retry)
 
 
-def test_multiline_elements_make_one_data_line_per_line_whatever_the_line_ending() -> (
-    None
-):
+def test_multiline_elements_make_one_data_line_per_line_whatever_the_line_ending() -> None:
     text = patch_elements("<ul id='l'>\n<li>1</li>\r\n<li>2</li>\r</ul>")
     assert text == (
         "event: datastar-patch-elements\n"
@@ -177,16 +167,13 @@ def test_remove_elements_needs_a_selector() -> None:
 
 def test_patch_signals_sends_compact_json_in_key_order() -> None:
     text = patch_signals({"b": 1, "a": {"z": None, "y": [1, 2]}, "é": "ü"})
-    assert text == (
-        'event: datastar-patch-signals\ndata: signals {"b":1,"a":{"z":null,"y":[1,2]},"é":"ü"}\n\n'
-    )
+    assert text == ('event: datastar-patch-signals\ndata: signals {"b":1,"a":{"z":null,"y":[1,2]},"é":"ü"}\n\n')
 
 
 def test_patch_signals_with_every_option() -> None:
     text = patch_signals({"n": 1}, only_if_missing=True, event_id="s1", retry=3000)
     assert text == (
-        "event: datastar-patch-signals\nid: s1\nretry: 3000\n"
-        'data: onlyIfMissing true\ndata: signals {"n":1}\n\n'
+        'event: datastar-patch-signals\nid: s1\nretry: 3000\ndata: onlyIfMissing true\ndata: signals {"n":1}\n\n'
     )
 
 
@@ -377,9 +364,7 @@ def test_identity_stream_passes_the_text_through() -> None:
 
 
 @pytest.mark.parametrize(("encoding", "limit"), [("br", 100), ("gzip", 250)])
-def test_a_one_row_change_costs_tens_of_bytes_after_the_first_frame(
-    encoding: str, limit: int
-) -> None:
+def test_a_one_row_change_costs_tens_of_bytes_after_the_first_frame(encoding: str, limit: int) -> None:
     encoder = StreamEncoder(encoding)
     first, *later = [len(encoder.encode(text)) for text in events()]
     assert first < 2_000

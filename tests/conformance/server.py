@@ -39,9 +39,7 @@ def _patch_elements(event: Mapping[str, Any]) -> str:
 
 def _patch_signals(event: Mapping[str, Any]) -> str:
     """Return the event for a ``patchSignals`` case entry; ``signals-raw`` wins over ``signals``."""
-    signals = (
-        event["signals-raw"] if "signals-raw" in event else event.get("signals", {})
-    )
+    signals = event["signals-raw"] if "signals-raw" in event else event.get("signals", {})
     return patch_signals(
         signals,
         only_if_missing=event.get("onlyIfMissing", False),
@@ -70,9 +68,7 @@ EVENT_TYPES: dict[str, Callable[[Mapping[str, Any]], str]] = {
 
 def _bad_request(message: str) -> Response:
     """Return a plain-text 400 that says what was wrong with the request."""
-    return Response(
-        message + "\n", status=400, content_type="text/plain; charset=utf-8"
-    )
+    return Response(message + "\n", status=400, content_type="text/plain; charset=utf-8")
 
 
 def create_app() -> Flask:
@@ -85,9 +81,7 @@ def create_app() -> Flask:
         if request.method in ("GET", "DELETE"):
             raw = request.args.get("datastar")
             if raw is None:
-                return _bad_request(
-                    "Missing the 'datastar' query parameter (URL-encoded JSON)."
-                )
+                return _bad_request("Missing the 'datastar' query parameter (URL-encoded JSON).")
         else:
             raw = request.get_data(as_text=True)
         try:
@@ -102,9 +96,7 @@ def create_app() -> Flask:
             kind = event.get("type") if isinstance(event, dict) else None
             make = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
             if make is None:
-                return _bad_request(
-                    f"Unknown event type {kind!r}; use one of {list(EVENT_TYPES)}."
-                )
+                return _bad_request(f"Unknown event type {kind!r}; use one of {list(EVENT_TYPES)}.")
             try:
                 body.append(make(event))
             except (KeyError, TypeError, ValueError) as error:
@@ -118,20 +110,12 @@ def main() -> None:
     """Serve the test app with gevent's WSGI server until interrupted."""
     from gevent.pywsgi import WSGIServer
 
-    parser = argparse.ArgumentParser(
-        description="Serve the Datastar SDK test endpoint /test."
-    )
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (default loopback)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=7331, help="port to bind (default 7331)"
-    )
+    parser = argparse.ArgumentParser(description="Serve the Datastar SDK test endpoint /test.")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    parser.add_argument("--port", type=int, default=7331, help="port to bind (default 7331)")
     args = parser.parse_args()
     server = WSGIServer((args.host, args.port), create_app())
-    print(
-        f"Datastar SDK test server on http://{args.host}:{args.port}/test", flush=True
-    )
+    print(f"Datastar SDK test server on http://{args.host}:{args.port}/test", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

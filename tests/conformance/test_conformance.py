@@ -25,9 +25,7 @@ ENV_VAR = "ORION_CONFORMANCE_DIR"
 HEADERS = {"Accept": "text/event-stream", "Datastar-Request": "true"}
 
 Address = tuple[str, int]
-Event = tuple[
-    list[str], dict[str, list[str]]
-]  # (non-data lines, data lines by first word)
+Event = tuple[list[str], dict[str, list[str]]]  # (non-data lines, data lines by first word)
 
 
 def _cases_dir() -> tuple[Path | None, str]:
@@ -76,24 +74,18 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_until_accepting(
-    address: Address, process: subprocess.Popen[bytes], log: Path
-) -> None:
+def _wait_until_accepting(address: Address, process: subprocess.Popen[bytes], log: Path) -> None:
     """Return once the server accepts connections; fail with its output if it dies or hangs."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(
-                f"The test server exited with {process.returncode}:\n{log.read_text()}"
-            )
+            pytest.fail(f"The test server exited with {process.returncode}:\n{log.read_text()}")
         try:
             socket.create_connection(address, timeout=0.5).close()
             return
         except OSError:
             time.sleep(0.05)
-    pytest.fail(
-        f"The test server did not accept connections within 15 s:\n{log.read_text()}"
-    )
+    pytest.fail(f"The test server did not accept connections within 15 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +101,7 @@ def sdk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Address]:
         str(address[1]),
     ]
     with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT)
         try:
             _wait_until_accepting(address, process, log)
             yield address
@@ -171,14 +161,10 @@ class _HTMLTokens(HTMLParser):
         self.tokens: list[tuple[object, ...]] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tokens.append(
-            ("start", tag, sorted(attrs, key=lambda a: (a[0], a[1] or "")))
-        )
+        self.tokens.append(("start", tag, sorted(attrs, key=lambda a: (a[0], a[1] or ""))))
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.tokens.append(
-            ("start/", tag, sorted(attrs, key=lambda a: (a[0], a[1] or "")))
-        )
+        self.tokens.append(("start/", tag, sorted(attrs, key=lambda a: (a[0], a[1] or ""))))
 
     def handle_endtag(self, tag: str) -> None:
         self.tokens.append(("end", tag))
@@ -207,15 +193,9 @@ def _assert_same_events(expected: str, actual: str) -> None:
     assert actual.endswith("\n\n"), "The last event must end with a blank line." + shown
     want, got = _parse(expected), _parse(actual)
     assert len(got) == len(want), f"{len(got)} events instead of {len(want)}." + shown
-    for number, ((want_other, want_data), (got_other, got_data)) in enumerate(
-        zip(want, got), 1
-    ):
-        assert got_other == want_other, (
-            f"Event {number}: non-data lines differ." + shown
-        )
-        assert sorted(got_data) == sorted(want_data), (
-            f"Event {number}: data groups differ." + shown
-        )
+    for number, ((want_other, want_data), (got_other, got_data)) in enumerate(zip(want, got), 1):
+        assert got_other == want_other, f"Event {number}: non-data lines differ." + shown
+        assert sorted(got_data) == sorted(want_data), f"Event {number}: data groups differ." + shown
         for word, lines in want_data.items():
             if word == "elements":
                 same = _html(got_data[word]) == _html(lines)
@@ -228,9 +208,7 @@ def _assert_same_events(expected: str, actual: str) -> None:
 def test_golden_case(sdk_server: Address, case: Path | None) -> None:
     if case is None:
         pytest.fail(MISSING)
-    status, content_type, body = _request(
-        sdk_server, case.parent.name.upper(), (case / "input.json").read_bytes()
-    )
+    status, content_type, body = _request(sdk_server, case.parent.name.upper(), (case / "input.json").read_bytes())
     assert status == 200, body
     assert content_type == "text/event-stream"
     _assert_same_events((case / "output.txt").read_text(), body)
@@ -252,8 +230,6 @@ def test_invalid_json_is_a_400_that_says_so(sdk_server: Address) -> None:
 
 
 def test_unknown_event_type_is_a_400_naming_it(sdk_server: Address) -> None:
-    status, _, text = _request(
-        sdk_server, "GET", b'{"events": [{"type": "mergeFragments"}]}'
-    )
+    status, _, text = _request(sdk_server, "GET", b'{"events": [{"type": "mergeFragments"}]}')
     assert status == 400
     assert "'mergeFragments'" in text

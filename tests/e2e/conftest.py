@@ -23,16 +23,23 @@ from tests.support.server import LiveServer
 
 CHROMIUM = os.environ.get("ORION_CHROMIUM", "/usr/bin/chromium")
 ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if not shutil.which(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM!r}: run 'make system' (apt-get install -y chromium) "
-                    "or set ORION_CHROMIUM to a Chromium binary")
+        pytest.skip(
+            f"no Chromium at {CHROMIUM!r}: run 'make system' (apt-get install -y chromium) "
+            "or set ORION_CHROMIUM to a Chromium binary"
+        )
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         yield chromium

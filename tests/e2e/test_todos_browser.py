@@ -58,7 +58,9 @@ def titles(page: Page) -> list[str]:
 
 def post(server: LiveServer, path: str, signals: dict[str, object]) -> int:
     req = urllib.request.Request(
-        server.url + path, data=json.dumps(signals).encode(), method="POST",
+        server.url + path,
+        data=json.dumps(signals).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Datastar-Request": "true"},
     )
     with urllib.request.urlopen(req, timeout=5) as r:
@@ -140,8 +142,9 @@ def test_a_bad_title_shows_an_inline_error_and_adds_nothing(server: LiveServer, 
     expect(error).to_be_visible()
 
     # maxlength=200 stops typing, so put 201 characters in the way a paste-and-script would.
-    new_todo(a).evaluate("(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})) }",
-                         "x" * 201)
+    new_todo(a).evaluate(
+        "(el, v) => { el.value = v; el.dispatchEvent(new Event('input', {bubbles: true})) }", "x" * 201
+    )
     new_todo(a).press("Enter")
     expect(error).to_have_text(re.compile("at most 200 characters"), timeout=LIVE)
     expect(b.get_by_text("Nothing to do.")).to_be_visible()
@@ -206,8 +209,11 @@ def test_without_javascript_fixing_a_bad_title_lands_back_on_the_page(server: Li
 
 def restart_noise(text: str) -> bool:
     """What Chromium and Datastar log while the server is away: expected during a restart."""
-    return ("net::ERR_" in text or text in ("network error", "Failed to fetch")
-            or text.startswith("Datastar failed to reach"))
+    return (
+        "net::ERR_" in text
+        or text in ("network error", "Failed to fetch")
+        or text.startswith("Datastar failed to reach")
+    )
 
 
 #: An open page must not make a restart wait for gunicorn's graceful timeout (10 s); 3 s

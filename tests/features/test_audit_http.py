@@ -67,8 +67,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         admin_id = user_id(server, "admin@example.com")
         answer = call(server, "POST", f"/admin/users/{admin_id}/role", {"role": "admin"}, BROWSER, token=owner)
         assert answer.status == 303
-        yield Site(server, owner, admin, member, user_id(server, "owner@example.com"), admin_id,
-                   user_id(server, "member@example.com"))
+        yield Site(
+            server,
+            owner,
+            admin,
+            member,
+            user_id(server, "owner@example.com"),
+            admin_id,
+            user_id(server, "member@example.com"),
+        )
 
 
 def post(site: Site, path: str, signals: dict[str, object], token: str | None, **headers: str) -> tuple[int, str]:
@@ -82,11 +89,24 @@ def pairs(records: list[sqlite3.Row]) -> list[tuple[str, str, str | None, str | 
 
 def verify(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """``flask orion audit verify`` as an operator runs it."""
-    env = {**os.environ, "FLASK_APP": "app:create_app", "ORION_DB": str(db), "ORION_AUTH": "accounts",
-           "ORION_AUDIT_JSONL": "", "SECRET_KEY": "test-secret"}
+    env = {
+        **os.environ,
+        "FLASK_APP": "app:create_app",
+        "ORION_DB": str(db),
+        "ORION_AUTH": "accounts",
+        "ORION_AUDIT_JSONL": "",
+        "SECRET_KEY": "test-secret",
+    }
     flask = Path(sys.executable).with_name("flask")
-    return subprocess.run([str(flask), "orion", "audit", "verify", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [str(flask), "orion", "audit", "verify", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def snapshot(server: LiveServer, to: Path) -> Path:
@@ -144,7 +164,11 @@ def test_an_unauthenticated_command_is_journaled_as_denied_and_refused(site: Sit
     assert status == 403 and "You are not signed in." in text
     [record] = audit(site.server, before)
     assert (record["action"], record["outcome"], record["actor"], record["target"]) == (
-        "auth.denied", "denied", None, "todo_id=1")
+        "auth.denied",
+        "denied",
+        None,
+        "todo_id=1",
+    )
     assert record["reason"] == "todos.set_done: You are not signed in. Sign in, then try again."
     assert record["started_seq"] is None and record["client"] == "127.0.0.1"
 
@@ -176,8 +200,9 @@ def test_verify_says_ok_and_names_the_record_edited_in_a_copy(site: Site, tmp_pa
     copy = snapshot(site.server, tmp_path / "tampered.sqlite")
     with closing(sqlite3.connect(copy)) as conn, conn:
         [(seq, target)] = conn.execute(
-            "SELECT seq, target FROM _orion_audit WHERE target = ? AND outcome = 'started'"
-            " ORDER BY seq DESC LIMIT 1", (f"todo_id={todo}",)).fetchall()
+            "SELECT seq, target FROM _orion_audit WHERE target = ? AND outcome = 'started' ORDER BY seq DESC LIMIT 1",
+            (f"todo_id={todo}",),
+        ).fetchall()
         # The table refuses edits; someone with the file can drop that guard first.
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             conn.execute("UPDATE _orion_audit SET target = 'x' WHERE seq = ?", (seq,))
@@ -215,7 +240,7 @@ def _tampered(site: Site, tmp_path: Path, how: str) -> tuple[Path, int]:
     if how == "flip a byte":
         line = lines[k]
         at = line.index('"client":"') + len('"client":"')
-        lines[k] = line[:at] + chr(ord(line[at]) ^ 1) + line[at + 1:]
+        lines[k] = line[:at] + chr(ord(line[at]) ^ 1) + line[at + 1 :]
         expected = seq
     elif how == "delete a line":
         del lines[k]
@@ -236,8 +261,6 @@ def test_verify_jsonl_names_the_first_broken_record_of_a_tampered_copy(site: Sit
     assert f"BROKEN at record {seq} of {copy}" in broken.stderr, broken.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="belt bug: an unparsable JSONL line crashes verify with a traceback "
-                                       "(patch proposed for app/belt/audit.py JsonlSink.read and cli.py)")
 def test_verify_jsonl_reports_a_line_that_is_not_json(site: Site, tmp_path: Path) -> None:
     lines = site.jsonl.read_text().splitlines(keepends=True)
     lines[1] = lines[1][:10] + "\x00" + lines[1][11:]  # a byte flipped inside the syntax
@@ -300,8 +323,6 @@ def test_a_command_whose_started_record_cannot_be_written_does_nothing_and_says_
     assert verify(server.db).returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason="belt bug: the auth.denied record's write failure escapes _identity "
-                                       "as a 500 (patch proposed for app/belt/command.py)")
 def test_a_refusal_whose_record_cannot_be_written_is_still_a_refusal(site: Site) -> None:
     server = site.server
     rows = todos(server)
@@ -312,4 +333,3 @@ def test_a_refusal_whose_record_cannot_be_written_is_still_a_refusal(site: Site)
         execute(server, "DROP TRIGGER IF EXISTS block")
     assert todos(server) == rows
     assert status in (403, 503), status
-

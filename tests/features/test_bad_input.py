@@ -439,7 +439,7 @@ def test_bad_input_is_refused_clearly_and_writes_nothing(seeded: Seeded, case: C
     assert get(server, "/").text == seeded.page
     stats = server.stats()
     # The audit journal may record the refusal (started, then failed/denied); nothing succeeded.
-    added = audit_outcomes(server.db)[len(audit_before):]
+    added = audit_outcomes(server.db)[len(audit_before) :]
     assert "succeeded" not in added, f"a refused request was journaled as succeeded: {added}"
     assert stats["store"]["commits"] == stats_before["store"]["commits"] + len(added)
     assert stats["published"] == stats_before["published"]

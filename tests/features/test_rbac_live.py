@@ -81,8 +81,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         token = sign_up(server, "owner@example.com", PASSWORD)
         owner = Person("owner@example.com", token, user_id(server, "owner@example.com"))
         todo = add_todo(server, owner.token, "Shared <b>work</b>")
-        assert call(server, "POST", f"/todos/{todo}/toggle", json.dumps({"done": True}), JSON,
-                    token=owner.token).status == 204
+        assert (
+            call(server, "POST", f"/todos/{todo}/toggle", json.dumps({"done": True}), JSON, token=owner.token).status
+            == 204
+        )
         partial = Site(server, owner, owner, owner, owner, todo)
         admin = partial.person("admin@example.com", "admin")
         member = partial.person("member@example.com", "member")
@@ -108,8 +110,14 @@ def commands(todo: int) -> list[tuple[str, str, dict[str, object] | None]]:
     ]
 
 
-def send(site: Site, person: Person, method: str, path: str, signals: dict[str, object] | None,
-         headers: dict[str, str] | None = None) -> tuple[int, str]:
+def send(
+    site: Site,
+    person: Person,
+    method: str,
+    path: str,
+    signals: dict[str, object] | None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
     body = json.dumps(signals) if signals is not None else None
     answer = call(site.server, method, path, body, {**(JSON if body else {}), **(headers or {})}, token=person.token)
     return answer.status, answer.text
@@ -178,10 +186,10 @@ def test_a_role_change_repaints_the_persons_stream_and_no_access_severs_it(site:
 
         started = time.monotonic()
         set_role(site.server, site.admin, person, "member")
-        stream.wait_for(lambda e: 'id="new-todo"' in e.elements and "New todo" in e.elements, timeout=1.0,
-                        start=seen)
-        stream.wait_for(lambda e: 'class="rename"' in e.elements, timeout=1.0 - (time.monotonic() - started),
-                        start=seen)
+        stream.wait_for(lambda e: 'id="new-todo"' in e.elements and "New todo" in e.elements, timeout=1.0, start=seen)
+        stream.wait_for(
+            lambda e: 'class="rename"' in e.elements, timeout=1.0 - (time.monotonic() - started), start=seen
+        )
         seen = len(stream.events)
 
         set_role(site.server, site.admin, person, "none")
@@ -213,7 +221,8 @@ def test_an_admin_can_view_as_a_member_read_only_and_stop(site: Site) -> None:
 
         rows = [tuple(row) for row in todos(server)]
         denied = last_seq(server)
-        mutating = commands(site.todo) + [
+        mutating = [
+            *commands(site.todo),
             ("POST", f"/admin/users/{site.viewer.id}/role", {"role": "member"}),
             ("POST", "/account/password", {"current": PASSWORD, "new": "another password"}),
         ]
@@ -234,8 +243,11 @@ def test_an_admin_can_view_as_a_member_read_only_and_stop(site: Site) -> None:
     assert "viewing as" not in page(site, admin)
     assert send(site, admin, "POST", "/todos", {"title": "the admin again"})[0] == 204
 
-    trail = [(r["action"], r["outcome"], r["actor"], r["real_actor"], r["target"]) for r in audit(server, before)
-             if r["action"].startswith("accounts.masquerade")]
+    trail = [
+        (r["action"], r["outcome"], r["actor"], r["real_actor"], r["target"])
+        for r in audit(server, before)
+        if r["action"].startswith("accounts.masquerade")
+    ]
     a, m = str(admin.id), str(member.id)
     assert trail == [
         ("accounts.masquerade_start", "started", a, None, f"user_id={member.id}"),
@@ -266,8 +278,9 @@ def test_the_users_admin_is_closed_to_members(site: Site) -> None:
     answer = call(server, "GET", "/admin/users", headers=HTML, token=site.member.token)
     assert answer.status == 403 and "Only admins can manage users." in answer.text
     assert 'href="/admin/users"' not in page(site, site.member)
-    answer = call(server, "POST", f"/admin/users/{site.viewer.id}/role", {"role": "admin"}, BROWSER,
-                  token=site.member.token)
+    answer = call(
+        server, "POST", f"/admin/users/{site.viewer.id}/role", {"role": "admin"}, BROWSER, token=site.member.token
+    )
     assert answer.status == 403
     with SSEClient(server.url + "/admin/users/live", headers=site.member.cookie) as stream:
         stream.wait_for(lambda e: "Access revoked" in e.elements)

@@ -11,7 +11,9 @@ from tests.support.sse import SSEClient
 
 def post(server: LiveServer, path: str, signals: dict[str, object]) -> int:
     req = urllib.request.Request(
-        server.url + path, data=json.dumps(signals).encode(), method="POST",
+        server.url + path,
+        data=json.dumps(signals).encode(),
+        method="POST",
         headers={"Content-Type": "application/json", "Datastar-Request": "true"},
     )
     with urllib.request.urlopen(req, timeout=5) as r:
@@ -38,5 +40,6 @@ def test_a_vanished_client_is_cleaned_up_within_a_heartbeat(server: LiveServer) 
     assert server.stats()["streams"] == 1
     client.close()
     # heartbeat is 1 s in tests: the next heartbeat write fails and the stream ends
-    server.wait_for(lambda s: s["streams"] == 0 and s["subscribers"] == baseline, timeout=2.0,
-                    what="the stream's cleanup")
+    server.wait_for(
+        lambda s: s["streams"] == 0 and s["subscribers"] == baseline, timeout=2.0, what="the stream's cleanup"
+    )

@@ -163,8 +163,11 @@ def serving(folder: Path, env: dict[str, str] | None = None) -> Iterator[LiveSer
     server = LiveServer(folder / "app.sqlite", env=env).start()
     try:
         yield server
-        server.wait_for(lambda s: s["streams"] == 0 and s["subscribers"] == 0, timeout=3.5,
-                        what="streams and subscriptions back to zero")
+        server.wait_for(
+            lambda s: s["streams"] == 0 and s["subscribers"] == 0,
+            timeout=3.5,
+            what="streams and subscriptions back to zero",
+        )
     finally:
         server.stop()
 

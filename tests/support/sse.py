@@ -26,7 +26,7 @@ class Event:
 
     def lines(self, key: str) -> list[str]:
         prefix = key + " "
-        return [line[len(prefix):] for line in self.data if line.startswith(prefix)]
+        return [line[len(prefix) :] for line in self.data if line.startswith(prefix)]
 
     @property
     def elements(self) -> str:
@@ -38,8 +38,16 @@ class SSEClient:
         parts = urlsplit(url)
         self.conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.conn.request("GET", path, headers={"Accept": "text/event-stream", "Accept-Encoding": encoding,
-                                                "Datastar-Request": "true", **(headers or {})})
+        self.conn.request(
+            "GET",
+            path,
+            headers={
+                "Accept": "text/event-stream",
+                "Accept-Encoding": encoding,
+                "Datastar-Request": "true",
+                **(headers or {}),
+            },
+        )
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.headers = dict(self.response.getheaders())

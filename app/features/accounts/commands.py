@@ -20,14 +20,28 @@ from .policy import DEFAULT_ROLE, ROLES
 TOPIC = "users"
 GENERIC = "Wrong email or password."  # the same answer for an unknown email and a wrong password
 
-EMAIL = shape.text(trim=True, min=3, max=254, pattern=r"[^@\s]+@[^@\s]+", label="Email",
-                   pattern_message="Email must look like name@example.com.")
-SIGN_IN = shape.obj(email=EMAIL, password=shape.text(trim=False, min=1, max=pw.MAX_LENGTH, label="Password"),
-                    next=shape.optional(shape.text(max=500)))
-SIGN_UP = shape.obj(email=EMAIL, name=shape.optional(shape.text(max=100, label="Name"), default=""),
-                    password=shape.text(trim=False, min=8, max=pw.MAX_LENGTH, label="Password"))
-CHANGE_PASSWORD = shape.obj(current=shape.text(trim=False, min=1, max=pw.MAX_LENGTH, label="Current password"),
-                            new=shape.text(trim=False, min=8, max=pw.MAX_LENGTH, label="New password"))
+EMAIL = shape.text(
+    trim=True,
+    min=3,
+    max=254,
+    pattern=r"[^@\s]+@[^@\s]+",
+    label="Email",
+    pattern_message="Email must look like name@example.com.",
+)
+SIGN_IN = shape.obj(
+    email=EMAIL,
+    password=shape.text(trim=False, min=1, max=pw.MAX_LENGTH, label="Password"),
+    next=shape.optional(shape.text(max=500)),
+)
+SIGN_UP = shape.obj(
+    email=EMAIL,
+    name=shape.optional(shape.text(max=100, label="Name"), default=""),
+    password=shape.text(trim=False, min=8, max=pw.MAX_LENGTH, label="Password"),
+)
+CHANGE_PASSWORD = shape.obj(
+    current=shape.text(trim=False, min=1, max=pw.MAX_LENGTH, label="Current password"),
+    new=shape.text(trim=False, min=8, max=pw.MAX_LENGTH, label="New password"),
+)
 SET_ROLE = shape.obj(role=shape.choice(*ROLES, label="Role"))
 
 
@@ -63,8 +77,9 @@ def sign_in(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
     wait = max(auth.account_throttle.retry_after(keys[:1]), auth.ip_throttle.retry_after(keys[1:]))
     if wait > 0:
         seconds = int(wait) + 1
-        raise Refused(f"Too many sign-in attempts. Wait {seconds} second{'s' if seconds != 1 else ''}, "
-                      "then try again.", 429)
+        raise Refused(
+            f"Too many sign-in attempts. Wait {seconds} second{'s' if seconds != 1 else ''}, then try again.", 429
+        )
     row = sql.by_email(ctx.store, data["email"])
     if not pw.verify_password(data["password"], row["password_hash"] if row else None):
         auth.account_throttle.fail(keys[:1])

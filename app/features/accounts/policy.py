@@ -21,8 +21,13 @@ LABELS = {"owner": "Owner", "admin": "Admin", "member": "Member", "viewer": "Vie
 GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
     "owner": (("*", "*"),),
     "admin": (
-        ("view", "todos:*"), ("create", "todos:*"), ("edit", "todos:*"), ("delete", "todos:*"),
-        ("view", "users:*"), ("manage", "users:*"), ("masquerade", "users:*"),
+        ("view", "todos:*"),
+        ("create", "todos:*"),
+        ("edit", "todos:*"),
+        ("delete", "todos:*"),
+        ("view", "users:*"),
+        ("manage", "users:*"),
+        ("masquerade", "users:*"),
     ),
     "member": (("view", "todos:*"), ("create", "todos:*"), ("edit", "todos:*")),
     "viewer": (("view", "todos:*"),),

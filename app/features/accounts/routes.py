@@ -82,8 +82,9 @@ def users_live() -> Any:
 sign_up = command(commands.sign_up, shape=commands.SIGN_UP, form=view.SIGNUP, page=_signup_page, anonymous=True)
 sign_in = command(commands.sign_in, shape=commands.SIGN_IN, form=view.SIGNIN, page=_signin_page, anonymous=True)
 sign_out = command(commands.sign_out, while_masquerading=True)
-change_password = command(commands.change_password, shape=commands.CHANGE_PASSWORD, form=view.PASSWORD,
-                          page=_account_page)
+change_password = command(
+    commands.change_password, shape=commands.CHANGE_PASSWORD, form=view.PASSWORD, page=_account_page
+)
 set_role = command(commands.set_role, shape=commands.SET_ROLE)
 masquerade_start = command(commands.masquerade_start)
 masquerade_stop = command(commands.masquerade_stop, while_masquerading=True)

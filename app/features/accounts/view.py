@@ -8,6 +8,7 @@ from typing import Any
 from markupsafe import Markup
 
 from app.belt import Row, html, join
+from app.belt import attrs as belt_attrs
 from app.patterns.forms import error_id, field_error
 
 from .policy import LABELS, ROLES
@@ -16,13 +17,20 @@ SIGNIN, SIGNUP, PASSWORD = "signin", "signup", "password"
 
 
 def _field(form: str, name: str, label: str, kind: str, value: str, error: str | None, **extra: Any) -> Markup:
-    attrs = join(html(' {}="{}"', Markup(k.replace("_", "-")), v) for k, v in extra.items())
+    attrs = belt_attrs(**extra)
     return html(
         '<div class="field"><label for="{form}-{name}">{label}</label>'
-        '<input id="{form}-{name}" name="{name}" type="{kind}" value="{value}" aria-describedby="{err}"{invalid}{attrs}>'
+        '<input id="{form}-{name}" name="{name}" type="{kind}" value="{value}" '
+        'aria-describedby="{err}"{invalid}{attrs}>'
         "{error}</div>",
-        form=form, name=name, label=label, kind=kind, value=value, err=error_id(form, name),
-        invalid=Markup(' aria-invalid="true"') if error else "", attrs=attrs,
+        form=form,
+        name=name,
+        label=label,
+        kind=kind,
+        value=value,
+        err=error_id(form, name),
+        invalid=Markup(' aria-invalid="true"') if error else "",
+        attrs=attrs,
         error=field_error(form, name, error),
     )
 
@@ -39,11 +47,30 @@ def signin(issues: dict[str, str] | None = None, email: str = "", next_url: str 
         '<input type="hidden" name="next" value="{next}">'
         "{email}{password}<button>Sign in</button></form>"
         '<p class="hint">New here? <a href="/signup">Create an account</a>.</p></main>',
-        f=SIGNIN, err=_form_error(SIGNIN, issues), next=next_url,
-        email=_field(SIGNIN, "email", "Email", "email", email, issues.get("email"), autocomplete="username",
-                     required="required", autofocus="autofocus"),
-        password=_field(SIGNIN, "password", "Password", "password", "", issues.get("password"),
-                        autocomplete="current-password", required="required"),
+        f=SIGNIN,
+        err=_form_error(SIGNIN, issues),
+        next=next_url,
+        email=_field(
+            SIGNIN,
+            "email",
+            "Email",
+            "email",
+            email,
+            issues.get("email"),
+            autocomplete="username",
+            required="required",
+            autofocus="autofocus",
+        ),
+        password=_field(
+            SIGNIN,
+            "password",
+            "Password",
+            "password",
+            "",
+            issues.get("password"),
+            autocomplete="current-password",
+            required="required",
+        ),
     )
 
 
@@ -54,33 +81,75 @@ def signup(issues: dict[str, str] | None = None, email: str = "", name: str = ""
         '<form id="{f}" method="post" action="/signup" novalidate>{err}'
         "{email}{name}{password}<button>Sign up</button></form>"
         '<p class="hint">Have an account? <a href="/signin">Sign in</a>.</p></main>',
-        f=SIGNUP, err=_form_error(SIGNUP, issues),
-        email=_field(SIGNUP, "email", "Email", "email", email, issues.get("email"), autocomplete="username",
-                     required="required", autofocus="autofocus"),
+        f=SIGNUP,
+        err=_form_error(SIGNUP, issues),
+        email=_field(
+            SIGNUP,
+            "email",
+            "Email",
+            "email",
+            email,
+            issues.get("email"),
+            autocomplete="username",
+            required="required",
+            autofocus="autofocus",
+        ),
         name=_field(SIGNUP, "name", "Name", "text", name, issues.get("name"), autocomplete="name"),
-        password=_field(SIGNUP, "password", "Password", "password", "", issues.get("password"),
-                        autocomplete="new-password", required="required", minlength="8"),
+        password=_field(
+            SIGNUP,
+            "password",
+            "Password",
+            "password",
+            "",
+            issues.get("password"),
+            autocomplete="new-password",
+            required="required",
+            minlength="8",
+        ),
     )
 
 
 def account(email: str, role: str, issues: dict[str, str] | None = None, changed: bool = False) -> Markup:
     issues = issues or {}
-    done = html('<p class="ok" role="status">Password changed. Your other sessions were signed out.</p>') if changed else ""
+    done = (
+        html('<p class="ok" role="status">Password changed. Your other sessions were signed out.</p>')
+        if changed
+        else ""
+    )
     return html(
         '<main class="app narrow"><h1>Your account</h1><p>{email} &middot; {role}</p>'
         "<h2>Change password</h2>{done}"
         '<form id="{f}" method="post" action="/account/password" novalidate>{err}{current}{new}'
         "<button>Change password</button></form></main>",
-        email=email, role=LABELS.get(role, role), done=done, f=PASSWORD, err=_form_error(PASSWORD, issues),
-        current=_field(PASSWORD, "current", "Current password", "password", "", issues.get("current"),
-                       autocomplete="current-password"),
-        new=_field(PASSWORD, "new", "New password", "password", "", issues.get("new"),
-                   autocomplete="new-password", minlength="8"),
+        email=email,
+        role=LABELS.get(role, role),
+        done=done,
+        f=PASSWORD,
+        err=_form_error(PASSWORD, issues),
+        current=_field(
+            PASSWORD,
+            "current",
+            "Current password",
+            "password",
+            "",
+            issues.get("current"),
+            autocomplete="current-password",
+        ),
+        new=_field(
+            PASSWORD,
+            "new",
+            "New password",
+            "password",
+            "",
+            issues.get("new"),
+            autocomplete="new-password",
+            minlength="8",
+        ),
     )
 
 
 def _action(url: str) -> Markup:
-    return html(' data-on:submit__prevent="@post(\'{}\', {{contentType: \'form\'}})"', url)
+    return html(" data-on:submit__prevent=\"@post('{}', {{contentType: 'form'}})\"", url)
 
 
 def _user_row(row: Row, me: str, can_masquerade: bool) -> Markup:
@@ -97,18 +166,26 @@ def _user_row(row: Row, me: str, can_masquerade: bool) -> Markup:
             '<form method="post" action="/admin/users/{id}/role"{act}>'
             '<select name="role" aria-label="Role of {email}" data-on:change="el.form.requestSubmit()">{opts}</select>'
             "<noscript><button>Save</button></noscript></form>",
-            id=uid, act=_action(f"/admin/users/{uid}/role"), email=row["email"], opts=options,
+            id=uid,
+            act=_action(f"/admin/users/{uid}/role"),
+            email=row["email"],
+            opts=options,
         )
     )
     view_as = ""
     if can_masquerade and not is_me and row["role"] != "owner":
         view_as = html(
             '<form method="post" action="/admin/users/{}/masquerade"><button class="link">View as {}</button></form>',
-            uid, row["email"],
+            uid,
+            row["email"],
         )
     return html(
         '<tr id="user-{}"><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
-        uid, row["email"], row["name"], role_control, view_as,
+        uid,
+        row["email"],
+        row["name"],
+        role_control,
+        view_as,
     )
 
 
@@ -127,5 +204,6 @@ def users_page(region: Markup, live: Markup) -> Markup:
         '<main class="app wide"{}><h1>Users</h1>'
         '<p class="hint">A role change reaches that person\'s open pages at once: controls appear or '
         "disappear, and &ldquo;No access&rdquo; closes their live view.</p>{}</main>",
-        live, region,
+        live,
+        region,
     )

@@ -8,7 +8,17 @@ from flask import Blueprint, redirect, request
 from markupsafe import Markup
 
 from app.belt import (
-    Ctx, can, command, current_user, document, grants_watch, html, live_attrs, region, request_ctx, stream,
+    Ctx,
+    can,
+    command,
+    current_user,
+    document,
+    grants_watch,
+    html,
+    live_attrs,
+    region,
+    request_ctx,
+    stream,
 )
 from app.patterns.nav import nav
 
@@ -25,12 +35,18 @@ def perms(ctx: Ctx) -> view.Perms:
 # Every region watches the viewer's grants: a role change repaints their controls at once.
 NEW = region("todo-new", topics=[], watch=[grants_watch], model=lambda ctx: perms(ctx).create, view=view.new_todo)
 LIST = region(
-    "todo-list", topics=[commands.TOPIC], watch=[grants_watch],
-    model=lambda ctx: (sql.all(ctx.store), perms(ctx)), view=view.todo_list,
+    "todo-list",
+    topics=[commands.TOPIC],
+    watch=[grants_watch],
+    model=lambda ctx: (sql.all(ctx.store), perms(ctx)),
+    view=view.todo_list,
 )
 STATUS = region(
-    "todo-status", topics=[commands.TOPIC], watch=[grants_watch],
-    model=lambda ctx: view.status_model(sql.all(ctx.store), perms(ctx)), view=view.status,
+    "todo-status",
+    topics=[commands.TOPIC],
+    watch=[grants_watch],
+    model=lambda ctx: view.status_model(sql.all(ctx.store), perms(ctx)),
+    view=view.status,
 )
 
 
@@ -44,8 +60,10 @@ def _page(ctx: Ctx, form: Markup | None = None) -> Any:
         return redirect("/signin?next=" + request.path)
     header = nav(user, admin=can(ctx, "manage", "users:*"))
     if not may_view(ctx):
-        body = html('<main class="app"><h1>Todos</h1><p class="revoked">You have no access to the todos. '
-                    "Ask an admin for a role.</p></main>")
+        body = html(
+            '<main class="app"><h1>Todos</h1><p class="revoked">You have no access to the todos. '
+            "Ask an admin for a role.</p></main>"
+        )
         return document("Todos", body, header=header), 403
     new = html('<div id="todo-new">{}</div>', form) if form is not None else NEW.render(ctx)
     body = view.page(new, LIST.render(ctx), STATUS.render(ctx), live_attrs("/todos/live"))

@@ -32,7 +32,7 @@ StatusModel = tuple[int, int, bool]
 
 def _action(url: str) -> Markup:
     """The Datastar attribute that turns a plain form post into a background one."""
-    return html(' data-on:submit__prevent="@post(\'{}\', {{contentType: \'form\'}})"', url)
+    return html(" data-on:submit__prevent=\"@post('{}', {{contentType: 'form'}})\"", url)
 
 
 def status_model(rows: Sequence[Row], perms: Perms) -> StatusModel:
@@ -54,11 +54,15 @@ def new_form(value: str = "", error: str | None = None) -> Markup:
         '<label for="{form}-title">New todo</label>'
         '<input id="{form}-title" name="title" value="{value}" autocomplete="off" '
         'placeholder="What needs doing?" maxlength="{max}" aria-describedby="{err}"{invalid} '
-        'data-bind:title autofocus>'
+        "data-bind:title autofocus>"
         "<button>Add</button>"
         "{error}</form>",
-        form=FORM, action=_action("/todos"), value=value, max=TITLE_MAX,
-        err=error_id(FORM, "title"), invalid=Markup(' aria-invalid="true"') if error else "",
+        form=FORM,
+        action=_action("/todos"),
+        value=value,
+        max=TITLE_MAX,
+        err=error_id(FORM, "title"),
+        invalid=Markup(' aria-invalid="true"') if error else "",
         error=field_error(FORM, "title", error),
     )
 
@@ -74,19 +78,25 @@ def _item(row: Row, perms: Perms) -> Markup:
             "<noscript><button>Save</button></noscript></form>"
             '<form id="todo-{id}-r" class="rename" method="post" action="/todos/{id}/rename">'
             '<input name="title" value="{title}" aria-label="Title of todo {id}" maxlength="{max}" required></form>',
-            id=todo_id, title=title, max=TITLE_MAX, checked=Markup(" checked") if done else "",
+            id=todo_id,
+            title=title,
+            max=TITLE_MAX,
+            checked=Markup(" checked") if done else "",
         )
     else:
         toggle = html(
             '<input type="checkbox" aria-label="Done: {}" disabled{}><span class="title">{}</span>',
-            title, Markup(" checked") if done else "", title,
+            title,
+            Markup(" checked") if done else "",
+            title,
         )
     delete = ""
     if perms.delete:
         delete = html(
             '<form id="todo-{id}-d" method="post" action="/todos/{id}/delete">'
             '<button class="delete" aria-label="Delete {title}">&times;</button></form>',
-            id=todo_id, title=title,
+            id=todo_id,
+            title=title,
         )
     return html('<li id="todo-{}" class="todo{}">{}{}</li>', todo_id, " done" if done else "", toggle, delete)
 
@@ -107,7 +117,9 @@ def todo_list(model: ListModel) -> Markup:
     if not rows:
         return Markup('<ul id="todo-list" class="todos" aria-label="Todos"><li class="empty">Nothing to do.</li></ul>')
     return html(
-        '<ul id="todo-list" class="todos" aria-label="Todos"{}>{}</ul>', _DELEGATE, join(_item(row, perms) for row in rows)
+        '<ul id="todo-list" class="todos" aria-label="Todos"{}>{}</ul>',
+        _DELEGATE,
+        join(_item(row, perms) for row in rows),
     )
 
 
@@ -117,13 +129,14 @@ def status(counts: StatusModel) -> Markup:
     clear = ""
     if may_clear and total > remaining:
         clear = html(
-            '<form method="post" action="/todos/clear-completed"{}>'
-            "<button>Clear completed</button></form>",
+            '<form method="post" action="/todos/clear-completed"{}><button>Clear completed</button></form>',
             _action("/todos/clear-completed"),
         )
     return html(
         '<footer id="todo-status" class="status"><span>{} of {} remaining</span>{}</footer>',
-        remaining, total, clear,
+        remaining,
+        total,
+        clear,
     )
 
 
@@ -133,5 +146,8 @@ def page(form: Markup, todos: Markup, counts: Markup, live: Markup) -> Markup:
         '<main class="app"{live}><h1>Todos</h1>{form}{todos}{counts}'
         '<p class="hint">Open this page in two browsers: every change in one appears in the other.</p>'
         "</main>",
-        live=live, form=form, todos=todos, counts=counts,
+        live=live,
+        form=form,
+        todos=todos,
+        counts=counts,
     )
