@@ -69,7 +69,11 @@ class Region:
         # Fast path: memoized reads hand every viewer of one fan-out the very same object,
         # so most lookups need neither a hash nor a comparison of the whole model.
         last = self._last
-        if last is not None and last[0] is model and isinstance(model, _IMMUTABLE):
+        if last is not None and isinstance(model, _IMMUTABLE) and (
+            last[0] is model or (type(model) is tuple and type(last[0]) is tuple and model == last[0])
+        ):
+            # A per-viewer tuple around shared parts ((rows, perms)) compares equal cheaply:
+            # tuple equality checks identity element by element before values.
             if stats is not None:
                 stats.render_hits += 1
             return last[1]

@@ -6,6 +6,7 @@ wait for "an event whose elements contain X" with a timeout.
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import socket
 import threading
@@ -54,7 +55,17 @@ class SSEClient:
         enc = self.response.getheader("Content-Encoding", "identity")
         self.encoding = enc
         if enc == "br":
-            self._decoder: Callable[[bytes], bytes] = brotli.Decompressor().process
+            decompressor = brotli.Decompressor()
+
+            def drain(chunk: bytes) -> bytes:
+                # brotli 1.2 may hand back only part of the output (~32 KiB) and keep the rest
+                # until asked again (google/brotli#1396): ask until it has nothing left.
+                out = decompressor.process(chunk)
+                while more := decompressor.process(b""):
+                    out += more
+                return out
+
+            self._decoder: Callable[[bytes], bytes] = drain
         elif enc == "gzip":
             self._decoder = zlib.decompressobj(wbits=31).decompress
         else:
@@ -65,6 +76,7 @@ class SSEClient:
         self.closed = False
         self._cond = threading.Condition()
         self._buffer = ""
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
@@ -75,7 +87,7 @@ class SSEClient:
                 if not chunk:
                     break
                 self.wire_bytes += len(chunk)
-                self._feed(self._decoder(chunk).decode())
+                self._feed(self._utf8.decode(self._decoder(chunk)))
         except (OSError, ValueError, AttributeError, http.client.HTTPException):
             pass
         finally:
