@@ -113,12 +113,16 @@ def test_hashing_does_not_block_the_hub(encoded: str) -> None:
 
     ticker = gevent.spawn(tick)
     start = time.perf_counter()
-    workers = [gevent.spawn(verify_password, password, encoded) for password in (PASSWORD, "a", PASSWORD, "b")]
+    # Ten sign-ins at once (the figure), half of them right.
+    attempts = [PASSWORD, "a"] * 5
+    workers = [gevent.spawn(verify_password, password, encoded) for password in attempts]
     gevent.joinall(workers, raise_error=True)
     elapsed = time.perf_counter() - start
     running = False
     ticker.join()
-    print(f"\n4 concurrent verifies: {elapsed:.2f} s; {len(gaps)} ticks, max gap {max(gaps) * 1000:.0f} ms")
-    assert [w.value for w in workers] == [True, False, True, False]
+    print(f"\n10 concurrent verifies: {elapsed:.2f} s; {len(gaps)} ticks, max gap {max(gaps) * 1000:.0f} ms")
+    assert [w.value for w in workers] == [True, False] * 5
     assert len(gaps) >= 5
+    # One hash takes ~0.3 s: a gap under that proves no hash ran on the hub. (The measured
+    # figure, ~50-60 ms on a quiet machine, is in bench/hub_stall.py's output, not asserted.)
     assert max(gaps) < 0.25

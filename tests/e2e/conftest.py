@@ -56,8 +56,11 @@ class Pages:
     allowed: list[Callable[[str], bool]] = field(default_factory=list)
     _contexts: list[Any] = field(default_factory=list)
 
-    def open(self, url: str, *, javascript: bool = True) -> Page:
+    def open(self, url: str, *, javascript: bool = True, session: str | None = None) -> Page:
+        """A page in a new browser; ``session`` signs it in (the orion_session cookie)."""
         context = self.browser.new_context(java_script_enabled=javascript, viewport={"width": 720, "height": 640})
+        if session is not None:
+            context.add_cookies([{"name": "orion_session", "value": session, "url": url}])
         self._contexts.append(context)
         page = context.new_page()
         name = f"page {len(self._contexts)}"
