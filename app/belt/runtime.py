@@ -59,6 +59,9 @@ class Runtime:
     auth: Auth | None = None
     authz: Authz | None = None
     journal: Journal | None = None
+    #: Tenancy (db-per-tenant): open a tenant's store; list the open ones. None: single-tenant.
+    tenant_store: Callable[[str], Store] | None = None
+    tenant_stores: Callable[[], list[tuple[str | None, Store]]] | None = None
     #: The entitlement check of step 3 of every command; None when billing is off.
     entitlement: Callable[[Ctx, str], None] | None = None
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
@@ -66,6 +69,24 @@ class Runtime:
     def ctx(self, signals: dict[str, Any] | None = None, **kwargs: Any) -> Ctx:
         """A fresh ctx bound to this runtime's store and bus."""
         return Ctx(store=self.store, bus=BoundBus(self.bus, self.store), signals=signals or {}, runtime=self, **kwargs)
+
+    def ctx_for(self, tenant: str | None = None, **kwargs: Any) -> Ctx:
+        """A ctx bound to ``tenant``'s store and topics (None: the main store), for work that
+        runs outside a request: jobs, the CLI, a webhook. Tenancy fills this in."""
+        if tenant is None:
+            return self.ctx(**kwargs)
+        if self.tenant_store is None:
+            raise RuntimeError(f"tenant {tenant!r} asked for, but this app has no tenancy configured.")
+        store = self.tenant_store(tenant)
+        return Ctx(store=store, bus=BoundBus(self.bus, store, prefix=f"{tenant}:"), tenant=tenant,
+                   runtime=self, **kwargs)
+
+    def all_stores(self) -> list[tuple[str | None, Store]]:
+        """Every store this process serves: (None, the main store) and each open tenant's."""
+        stores: list[tuple[str | None, Store]] = [(None, self.store)]
+        if self.tenant_stores is not None:
+            stores.extend(self.tenant_stores())
+        return stores
 
     def stats(self) -> dict[str, Any]:
         s = self.store.stats
