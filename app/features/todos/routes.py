@@ -66,7 +66,7 @@ def _page(ctx: Ctx, form: Markup | None = None) -> Any:
         )
         return document("Todos", body, header=header), 403
     new = html('<div id="todo-new">{}</div>', form) if form is not None else NEW.render(ctx)
-    body = view.page(new, LIST.render(ctx), STATUS.render(ctx), live_attrs("/todos/live"))
+    body = view.page(new, LIST.render(ctx), STATUS.render(ctx), live_attrs("todos/live"))
     return document("Todos", body, header=header)
 
 

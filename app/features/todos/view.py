@@ -1,5 +1,8 @@
 """todos: pure views. Each takes a model and returns markup; nothing here reads the store.
 
+Every URL is relative ("todos/5/toggle"): the page lives at "/" in a single-tenant app and
+at "/w/<workspace>/" in a multi-tenant one, and the same markup works in both.
+
 Every control is a real ``<form>`` that posts without JavaScript; with Datastar loaded, the
 same form posts through ``@post(..., {contentType: 'form'})`` and the page is never reloaded.
 """
@@ -50,7 +53,7 @@ def new_todo(can_create: bool) -> Markup:
 def new_form(value: str = "", error: str | None = None) -> Markup:
     """The input that adds a todo; ``error`` shows next to it (no-JS re-render)."""
     return html(
-        '<form id="{form}" class="new-todo" method="post" action="/todos"{action}>'
+        '<form id="{form}" class="new-todo" method="post" action="todos"{action}>'
         '<label for="{form}-title">New todo</label>'
         '<input id="{form}-title" name="title" value="{value}" autocomplete="off" '
         'placeholder="What needs doing?" maxlength="{max}" aria-describedby="{err}"{invalid} '
@@ -58,7 +61,7 @@ def new_form(value: str = "", error: str | None = None) -> Markup:
         "<button>Add</button>"
         "{error}</form>",
         form=FORM,
-        action=_action("/todos"),
+        action=_action("todos"),
         value=value,
         max=TITLE_MAX,
         err=error_id(FORM, "title"),
@@ -73,10 +76,10 @@ def _item(row: Row, perms: Perms) -> Markup:
     todo_id, title, done = row["id"], row["title"], bool(row["done"])
     if perms.edit:
         toggle = html(
-            '<form id="todo-{id}-t" method="post" action="/todos/{id}/toggle">'
+            '<form id="todo-{id}-t" method="post" action="todos/{id}/toggle">'
             '<input type="checkbox" name="done" aria-label="Done: {title}"{checked}>'
             "<noscript><button>Save</button></noscript></form>"
-            '<form id="todo-{id}-r" class="rename" method="post" action="/todos/{id}/rename">'
+            '<form id="todo-{id}-r" class="rename" method="post" action="todos/{id}/rename">'
             '<input name="title" value="{title}" aria-label="Title of todo {id}" maxlength="{max}" required></form>',
             id=todo_id,
             title=title,
@@ -93,7 +96,7 @@ def _item(row: Row, perms: Perms) -> Markup:
     delete = ""
     if perms.delete:
         delete = html(
-            '<form id="todo-{id}-d" method="post" action="/todos/{id}/delete">'
+            '<form id="todo-{id}-d" method="post" action="todos/{id}/delete">'
             '<button class="delete" aria-label="Delete {title}">&times;</button></form>',
             id=todo_id,
             title=title,
@@ -129,8 +132,8 @@ def status(counts: StatusModel) -> Markup:
     clear = ""
     if may_clear and total > remaining:
         clear = html(
-            '<form method="post" action="/todos/clear-completed"{}><button>Clear completed</button></form>',
-            _action("/todos/clear-completed"),
+            '<form method="post" action="todos/clear-completed"{}><button>Clear completed</button></form>',
+            _action("todos/clear-completed"),
         )
     return html(
         '<footer id="todo-status" class="status"><span>{} of {} remaining</span>{}</footer>',
