@@ -7,11 +7,15 @@ from typing import Any
 
 from flask import Flask
 
-from app import belt
-from app.features import accounts, todos
+from app import belt, policy
+from app.features import accounts, todos, workspaces
+from app.recipes import redis_bus
 
-#: The slices this app is made of, in migration order.
-FEATURES = [accounts, todos]
+#: The directory (control plane): people, sessions, workspaces. One SQLite file.
+DIRECTORY = [accounts, workspaces]
+#: The data plane: what each workspace holds, in a SQLite file of its own (ORION_TENANCY=db)
+#: or in the one store at "/" (ORION_TENANCY=off). The same slices either way.
+WORKSPACE = [todos]
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 #: Endpoints that skip the cross-site check. Only those authenticated another way (a signed
 #: webhook) belong here; none do yet.
@@ -22,21 +26,44 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     # 1. settings: defaults < environment < the overrides passed in (tests)
     cfg = belt.settings(app, config)
-    # 2. the store (one SQLite file) and 3. the bus (in-process)
+    # 2. the store (one SQLite file) and 3. the bus (in-process, or Redis shared by processes)
     store = belt.Store(cfg["ORION_DB"], synchronous=cfg["ORION_SYNCHRONOUS"])
-    bus = belt.Bus()
+    bus = belt.Bus() if cfg["ORION_BUS"] == "local" else redis_bus.connect(cfg)
     # 4. the runtime, error pages, the cross-site check, health
     rt = belt.install(app, store, bus, csrf_exempt=CSRF_EXEMPT)
-    # 5. migrations before any read: the belt's own tables, then each feature's
+    rt.on_shutdown.append(bus.close)  # the Redis bus sends what is pending, then disconnects
+    # 5. migrations before any read: the belt's own tables, then each feature's; 6. routes
     store.migrate("orion", MIGRATIONS)
-    for feature in FEATURES:
-        store.migrate(feature.__name__.rsplit(".", 1)[-1], feature.MIGRATIONS)
-        # 6. routes
-        app.register_blueprint(feature.bp)
+    for feature in DIRECTORY:
+        store.migrate(_name(feature), feature.MIGRATIONS)
+    if cfg["ORION_TENANCY"] == "db":
+        app.register_blueprint(workspaces.bp)
+        tenants = belt.Tenants(cfg["ORION_TENANTS_DIR"], migrate=_migrate_workspace, synchronous=cfg["ORION_SYNCHRONOUS"])
+        rt.tenants, rt.tenant_store, rt.tenant_stores = tenants, tenants.store, tenants.open_stores
+        rt.on_shutdown.append(tenants.close_all)
+        belt.install_gate(app, belt.Gate(store, tenants, workspaces.membership))
+        for feature in WORKSPACE:
+            app.register_blueprint(feature.bp, url_prefix="/w/<workspace>")
+    else:
+        _migrate_workspace(store)
+        for feature in WORKSPACE:
+            app.register_blueprint(feature.bp)
+    app.register_blueprint(accounts.bp)
     # 7. who is acting, what they may do, and the record of it
     local = belt.load_local_identity(Path(cfg["ORION_IDENTITY_FILE"])) if cfg["ORION_AUTH"] == "local" else None
     rt.auth = belt.Auth(store, accounts.load_user, mode=cfg["ORION_AUTH"], local_identity=local)
-    rt.authz = belt.create_authz(accounts.grants)
+    rt.authz = belt.create_authz(policy.for_directory(store))
     sinks = [belt.JsonlSink(cfg["ORION_AUDIT_JSONL"])] if cfg["ORION_AUDIT_JSONL"] else []
     rt.journal = belt.Journal(store, sinks=sinks)
     return app
+
+
+def _name(feature: Any) -> str:
+    return str(feature.__name__.rsplit(".", 1)[-1])
+
+
+def _migrate_workspace(store: belt.Store) -> None:
+    """What every workspace's store holds: the same slices' migrations (belt tables too)."""
+    store.migrate("orion", MIGRATIONS)
+    for feature in WORKSPACE:
+        store.migrate(_name(feature), feature.MIGRATIONS)

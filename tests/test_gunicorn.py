@@ -60,9 +60,9 @@ def test_an_edited_applied_migration_stops_the_boot_naming_the_file(tmp_path: Pa
     import sqlite3
 
     with sqlite3.connect(db) as conn:  # what an edited file looks like: its checksum no longer matches
-        conn.execute("UPDATE _orion_migrations SET checksum = 'x' WHERE name = '0001_create_todos.sql'")
+        conn.execute("UPDATE _orion_migrations SET checksum = 'x' WHERE name = '0001_create_users.sql'")
     conn.close()
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert proc.returncode != 0
-    assert "0001_create_todos.sql was edited after it was applied" in proc.stderr
+    assert "0001_create_users.sql was edited after it was applied" in proc.stderr
     assert "new, higher-numbered migration" in proc.stderr

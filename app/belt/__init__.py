@@ -48,3 +48,8 @@ from .signals import BadInput as BadInput
 from .store import MigrationError as MigrationError
 from .store import Row as Row
 from .store import Store as Store
+from .tenancy import Gate as Gate
+from .tenancy import Tenants as Tenants
+from .tenancy import UnknownTenant as UnknownTenant
+from .tenancy import check_key as check_key
+from .tenancy import install_gate as install_gate

@@ -94,11 +94,12 @@ class Auth:
         session = self.session(ctx)
         if session is None:
             return None
-        user = self.load_user(ctx.store, session.user_id)
+        # Users live in the directory (this store), whichever tenant's store ctx is bound to.
+        user = self.load_user(self.store, session.user_id)
         if user is None:
             return None
         if session.masquerade_as is not None:
-            target = self.load_user(ctx.store, session.masquerade_as)
+            target = self.load_user(self.store, session.masquerade_as)
             if target is not None:
                 return replace(target, real=user)
             # The user being viewed is gone: end the masquerade visibly (the banner goes away)

@@ -45,10 +45,19 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_STATS          expose /_orion/stats (default: on in development only)
     ORION_PROXIES        how many reverse proxies sit in front (trust that many X-Forwarded-* hops;
                          default 0). Needed for HTTPS detection (Secure, __Host- cookies) behind TLS.
+    ORION_TENANCY        db (a SQLite file per workspace, under /w/<key>/) or off (one store, at /)
+    ORION_TENANTS_DIR    where the workspace files live (default data/tenants)
     ORION_AUTH           accounts (sign up / sign in) or local (self-host: one identity, no sign-in)
     ORION_AUDIT_JSONL    where the audit journal is mirrored as JSON lines (default data/audit.jsonl;
                          empty: no file)
     SECRET_KEY           signs cookies; generated into data/secret_key on first boot
+    ORION_BUS            local (default: the in-process bus, one process per node) or redis (several
+                         processes or machines share one Redis; app/recipes/README.md)
+    ORION_REDIS_URL      the Redis of ORION_BUS=redis (default redis://127.0.0.1:6379/0; unix:///path too)
+    ORION_REDIS_PREFIX   this app's channel prefix on that Redis (default orion)
+    ORION_WRITE_QUEUE    1: group commit (one fsync per hub tick; see app/belt/store.py). Default 0
+    ORION_JOB_WORKERS    job-running greenlets in the web process (default 2; 0: only `flask orion worker`)
+    ORION_IDEMPOTENCY    1: every command honours an Idempotency-Key header (default 0: opt-in per command)
     """
     root = Path(app.root_path).parent
     env = os.environ
@@ -60,16 +69,31 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
         "ORION_DATASTAR_URL": env.get("ORION_DATASTAR_URL", "/static/datastar.js"),
         "MAX_CONTENT_LENGTH": int(env.get("ORION_MAX_BODY", str(256 * 1024))),
         "ORION_AUTH": env.get("ORION_AUTH", "accounts"),
+        "ORION_TENANCY": env.get("ORION_TENANCY", "db"),
         "ORION_PROXIES": int(env.get("ORION_PROXIES", "0")),
+        "ORION_BUS": env.get("ORION_BUS", "local"),
+        "ORION_REDIS_URL": env.get("ORION_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "ORION_REDIS_PREFIX": env.get("ORION_REDIS_PREFIX", "orion"),
     }
     cfg.update(overrides or {})
+    if cfg["ORION_TENANCY"] not in ("db", "off"):
+        raise SystemExit(f"ORION_TENANCY={cfg['ORION_TENANCY']!r}: use 'db' (a file per workspace) or 'off'.")
     if cfg["ORION_ENV"] not in ("development", "production"):
         raise SystemExit(f"ORION_ENV={cfg['ORION_ENV']!r} is not a mode; set it to 'development' or 'production'.")
+    if cfg["ORION_BUS"] not in ("local", "redis"):
+        raise SystemExit(
+            f"ORION_BUS={cfg['ORION_BUS']!r} is not a bus; set it to 'local' (one process) or 'redis' "
+            "(with ORION_REDIS_URL, to share changes between processes)."
+        )
     cfg.setdefault("ORION_STATS", env.get("ORION_STATS", "1" if cfg["ORION_ENV"] == "development" else "0") == "1")
     data = Path(cfg["ORION_DB"]).parent
     cfg.setdefault("SECRET_KEY", env.get("SECRET_KEY") or _secret_key(data))
     cfg.setdefault("ORION_AUDIT_JSONL", env.get("ORION_AUDIT_JSONL", str(data / "audit.jsonl")))
+    cfg.setdefault("ORION_TENANTS_DIR", env.get("ORION_TENANTS_DIR", str(data / "tenants")))
     cfg.setdefault("ORION_IDENTITY_FILE", env.get("ORION_IDENTITY_FILE", str(data / "identity.json")))
+    cfg.setdefault("ORION_WRITE_QUEUE", env.get("ORION_WRITE_QUEUE", "0") == "1")
+    cfg.setdefault("ORION_JOB_WORKERS", int(env.get("ORION_JOB_WORKERS", "2")))
+    cfg.setdefault("ORION_IDEMPOTENCY", env.get("ORION_IDEMPOTENCY", "0") == "1")
     app.config.update(cfg)
     return cfg
 
@@ -115,6 +139,7 @@ def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] 
         csrf.check(request, exempt=exempt, trusted_origins=trusted)
 
     app.add_url_rule("/_orion/health", "orion_health", _health)
+    app.add_url_rule("/_orion/ready", "orion_ready", _ready)
     cli.register(app)
     if app.config.get("ORION_STATS"):
         app.add_url_rule("/_orion/stats", "orion_stats", _stats)
@@ -140,6 +165,34 @@ class IdConverter(BaseConverter):
 def _health() -> Response:
     rt = runtime()
     return jsonify(status="stopping" if rt.stopping else "ok", streams=len(rt.streams))
+
+
+def _ready() -> Response:
+    """Readiness for a load balancer: 200 once the store answers, 503 while stopping.
+
+    Liveness (``/_orion/health``) stays 200 during a drain, so nothing kills a process that is
+    finishing its last commands; readiness turns 503 so no new traffic is sent to it. Requests
+    are served only after ``create_app()`` returned, so the migrations have run; the query
+    proves the database file is there and readable. The bus is not checked: a Redis outage
+    must not take every process out of rotation at once (each wakes its viewers when it is back).
+    """
+    rt = runtime()
+    if rt.stopping:
+        return _not_ready("stopping")
+    try:
+        row = rt.store.one("SELECT count(*) AS n FROM _orion_migrations")
+    except Exception as exc:  # a closed store, a missing or unreadable file
+        log.warning("readiness check failed: %r", exc)
+        return _not_ready("the store does not answer")
+    if row is None or not row["n"]:
+        return _not_ready("no migrations applied")
+    return jsonify(status="ready")
+
+
+def _not_ready(reason: str) -> Response:
+    response = jsonify(status="not ready", reason=reason)
+    response.status_code = 503
+    return response
 
 
 def _stats() -> Response:

@@ -56,6 +56,10 @@ class Bus:
         """Wake every subscriber of ``topic`` (and of ``EVERYTHING``)."""
         _check_topic(topic)  # a misspelt publish (None, b"x") would otherwise wake no one, silently
         self.published += 1
+        self._deliver(topic)
+
+    def _deliver(self, topic: str) -> None:
+        """Run this process's callbacks for ``topic`` (the Redis bus calls it from its listener)."""
         for name in (topic, EVERYTHING) if topic != EVERYTHING else (EVERYTHING,):
             subscribers = self._subscribers.get(name)
             if not subscribers:
@@ -104,6 +108,9 @@ class Bus:
 
     def topics(self) -> list[str]:
         return sorted(self._subscribers)
+
+    def close(self) -> None:
+        """Release what the bus holds (nothing in process; the Redis bus flushes and disconnects)."""
 
 
 class Topic:

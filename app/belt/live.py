@@ -158,6 +158,7 @@ class Stream:
         unsubscribe = subscribe_all(self._watchables(), self._on_change)
         rt.streams.add(self)
         rt.live.streams_opened += 1
+        ctx.store.leases += 1  # tenancy never closes a store a stream is reading
         if rt.stopping:
             # Opened after shutdown began: say goodbye at once, or the drain waits its whole timeout.
             self.ending = True
@@ -185,6 +186,7 @@ class Stream:
             self._no_keepalive()
         finally:
             unsubscribe()
+            ctx.store.leases -= 1
             rt.streams.discard(self)
 
     def _no_keepalive(self) -> None:

@@ -60,6 +60,7 @@ class Runtime:
     authz: Authz | None = None
     journal: Journal | None = None
     #: Tenancy (db-per-tenant): open a tenant's store; list the open ones. None: single-tenant.
+    tenants: Any = None  # app.belt.tenancy.Tenants when db-per-tenant is on
     tenant_store: Callable[[str], Store] | None = None
     tenant_stores: Callable[[], list[tuple[str | None, Store]]] | None = None
     #: The entitlement check of step 3 of every command; None when billing is off.
@@ -144,7 +145,17 @@ def runtime(app: Flask | None = None) -> Runtime:
 
 
 def request_ctx(signals: dict[str, Any] | None = None) -> Ctx:
-    """A fresh ctx for the current request: its store, bus, signals and request."""
+    """A fresh ctx for the current request: its store, bus, signals and request.
+
+    Under ``/w/<workspace>/`` the gate has already said yes (tenancy.install_gate), and the
+    ctx is bound to that workspace: its store, its topics, and the member's role there.
+    """
     rt = runtime()
-    ctx = rt.ctx(signals=signals, request=request._get_current_object())  # type: ignore[attr-defined]
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    verdict = req.environ.get("orion.verdict")
+    if verdict is None:
+        return rt.ctx(signals=signals, request=req)
+    ctx = rt.ctx_for(verdict.tenant, signals=signals or {}, request=req)
+    ctx.user = req.environ["orion.user"]
+    ctx.extra["auth_resolved"] = True
     return ctx

@@ -20,6 +20,19 @@ Platform facts this module is built on (measured on the target machine, see DESI
   the process (the WAL is in the OS page cache); only an OS crash or power loss can lose the
   last commits, never corrupt the file. It saves an fsync per commit on the hub. Set
   ``synchronous="FULL"`` for fsync-per-commit durability.
+
+**The write queue** (``Store(path, write_queue=True)``, ORION_WRITE_QUEUE=1): group commit.
+The transactions of one hub tick share one SQLite transaction and one fsync. Each ``tx()``
+runs inside a savepoint of the batch, so it stays atomic (its failure rolls back only
+itself) and reads its own writes at once; its publishes wait for the batch. ``tx()``
+returns only once the batch has committed (a failed batch raises ``WriteBatchError`` in
+every transaction it held), so a command never answers before its write is durable:
+*acknowledged means durable*. The durability window is the batch: a crash before the
+batch commits loses that batch, rolled back cleanly by SQLite, never corrupting the file,
+and none of its requesters had been answered. ``flush()``, ``close()`` (hence shutdown)
+and migrations commit at once; migrations never batch. Deferred constraints
+(``DEFERRABLE INITIALLY DEFERRED``) are checked when the batch commits, so a violation
+fails the whole batch: keep constraints immediate (SQLite's default) on a queued store.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.lock
 from greenlet import getcurrent
 
@@ -54,6 +68,10 @@ class MigrationError(RuntimeError):
     """A migration cannot run: the boot stops here, before any request is served."""
 
 
+class WriteBatchError(sqlite3.DatabaseError):
+    """The group commit this transaction joined failed: nothing of the batch was written."""
+
+
 @dataclass
 class _Tx:
     """The write transaction the current holder of the writer lock is running."""
@@ -66,6 +84,16 @@ class _Tx:
 
 
 @dataclass
+class _Batch:
+    """One group commit (write queue): the transactions of one hub tick and their publishes."""
+
+    committed: gevent.event.Event = field(default_factory=gevent.event.Event)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+    size: int = 0
+    error: BaseException | None = None
+
+
+@dataclass
 class Stats:
     """Counters the benchmarks and the health view read."""
 
@@ -75,6 +103,9 @@ class Stats:
     commits: int = 0
     rollbacks: int = 0
     lock_waits: int = 0
+    #: Write queue: group commits made, and the transactions they carried.
+    batches: int = 0
+    batched: int = 0
 
 
 class Store:
@@ -98,12 +129,17 @@ class Store:
         *,
         busy_timeout_ms: int = 5000,
         synchronous: str = "NORMAL",
+        write_queue: bool = False,
     ) -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous={synchronous!r} is not a SQLite setting; use one of {_SYNCHRONOUS}.")
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self.stats = Stats()
+        #: The tenant this store belongs to (db-per-tenant), None for the main store.
+        self.tenant: str | None = None
+        #: Open streams using this store: tenancy never closes a store while one is.
+        self.leases = 0
         if self.path == ":memory:" or self.path.startswith("file:"):
             # A reader and a writer must share one database, and WAL needs a file.
             raise ValueError(
@@ -115,6 +151,11 @@ class Store:
         self._reader = self._connect(self.path, synchronous.upper())
         self._lock = gevent.lock.RLock()
         self._tx: _Tx | None = None
+        #: Group commit: on, the batch now open (None: no write since the last commit), and
+        #: how many callers asked to bypass it (migrations).
+        self.write_queue = write_queue
+        self._batch: _Batch | None = None
+        self._unbatched = 0
         self._memo: OrderedDict[tuple[str, Any], Any] = OrderedDict()
         self._memo_generation = -1
         self._closed = False
@@ -192,12 +233,23 @@ class Store:
         Callbacks registered with ``after_commit`` inside it (the bus's publishes) run once
         the outermost transaction commits, and are dropped if it, or their savepoint, rolls
         back. Never hold a transaction across something that yields (network, sleep).
+        With the write queue on, the outermost ``tx()`` is a savepoint of the tick's batch
+        and returns once the batch has committed (see the module's docstring).
         """
         self._check_open()
         if self._in_own_tx():
             yield from self._savepoint()
             return
+        if self.write_queue and not self._unbatched:
+            yield from self._queued()
+            return
         self._lock.acquire()
+        while self._batch is not None:
+            # A batch is open and this transaction must not join it (a migration): commit it
+            # first (its own transactions hear how that went).
+            self._lock.release()
+            self._flush()
+            self._lock.acquire()
         try:
             self._begin()
             self._tx = _Tx(owner=getcurrent(), pending=[[]])
@@ -224,6 +276,135 @@ class Store:
             self._lock.release()
         for callback in callbacks:
             _safely(callback)
+
+    # -- the write queue (group commit) -------------------------------------------------------
+
+    def _queued(self) -> Iterator[Store]:
+        """The outermost ``tx()`` with the write queue on: a savepoint of the open batch."""
+        self._lock.acquire()
+        batch: _Batch | None = None
+        aborted: _Batch | None = None
+        try:
+            if self._batch is None:
+                self._begin()
+                self._batch = _Batch()
+                # Spawned now, it runs after every greenlet already ready to run in this hub
+                # tick: their transactions join this batch and share its one commit.
+                gevent.spawn(self._commit_later, self._batch)
+            batch = self._batch
+            self._tx = _Tx(owner=getcurrent(), pending=[[]])
+            self._writer.execute("SAVEPOINT orion_batch")
+            try:
+                yield self
+                callbacks = self._tx.pending[0]
+                self._tx = None
+                self._writer.execute("RELEASE orion_batch")
+            except BaseException as exc:
+                self._tx = None
+                self.stats.rollbacks += 1
+                try:
+                    if not self._writer.in_transaction:
+                        # SQLite itself rolled the whole transaction back (ON CONFLICT ROLLBACK,
+                        # a full disk): the other transactions of the batch are gone too.
+                        raise exc
+                    self._writer.execute("ROLLBACK TO orion_batch")
+                    self._writer.execute("RELEASE orion_batch")
+                except BaseException:
+                    aborted = self._abort_batch(exc)
+                raise
+            batch.callbacks.extend(callbacks)
+            batch.size += 1
+        finally:
+            self._tx = None
+            self._lock.release()
+            if aborted is not None:
+                self._finish_batch(aborted)
+        # Acknowledged means durable: return only once the batch is committed.
+        batch.committed.wait()
+        if batch.error is not None:
+            raise WriteBatchError(
+                f"The group commit this transaction joined failed ({batch.error}); nothing of "
+                f"its {batch.size} transaction(s) was written. Retry the command."
+            ) from batch.error
+
+    def _commit_later(self, batch: _Batch) -> None:
+        with self._lock:
+            done = self._commit_batch() if self._batch is batch else None
+        if done is not None:
+            self._finish_batch(done)
+
+    def _commit_batch(self) -> _Batch | None:
+        """COMMIT the open batch (the lock is held); finish it with ``_finish_batch`` after."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return None
+        try:
+            self._writer.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback_quietly()
+            self.stats.rollbacks += 1
+            batch.error = exc
+        else:
+            self.stats.commits += 1
+            self.stats.batches += 1
+            self.stats.batched += batch.size
+        return batch
+
+    def _abort_batch(self, exc: BaseException) -> _Batch | None:
+        batch, self._batch = self._batch, None
+        self._rollback_quietly()
+        if batch is not None:
+            batch.error = exc
+            log.error("write batch of %d transaction(s) rolled back: %s", batch.size, exc)
+        return batch
+
+    def _rollback_quietly(self) -> None:
+        if self._writer.in_transaction:
+            try:
+                self._writer.execute("ROLLBACK")
+            except sqlite3.Error:
+                log.exception("ROLLBACK of a failed write batch failed")
+
+    def _finish_batch(self, batch: _Batch) -> None:
+        # Outside the lock: a publish callback may itself start a transaction.
+        if batch.error is None:
+            for callback in batch.callbacks:
+                _safely(callback)
+        batch.committed.set()
+
+    def flush(self) -> None:
+        """Commit the write queue's open batch now, and wait for it; a no-op when none is open.
+
+        ``close()`` flushes, and so does a migration. Raises ``WriteBatchError`` if the
+        batch failed to commit.
+        """
+        self._check_open()
+        if self._in_own_tx():
+            raise RuntimeError(
+                "flush() inside tx() would commit a transaction that has not finished; "
+                "call it after the with-block."
+            )
+        batch = self._flush()
+        if batch is not None and batch.error is not None:
+            raise WriteBatchError(f"The write batch failed to commit: {batch.error}.") from batch.error
+
+    def _flush(self) -> _Batch | None:
+        if self._batch is None:
+            return None
+        with self._lock:
+            batch = self._commit_batch()
+        if batch is not None:
+            self._finish_batch(batch)
+        return batch
+
+    @contextmanager
+    def _unqueued(self) -> Iterator[None]:
+        """Transactions inside commit on their own, never in a batch (migrations)."""
+        self._unbatched += 1
+        try:
+            yield
+        finally:
+            self._unbatched -= 1
 
     def _savepoint(self) -> Iterator[Store]:
         tx = self._tx
@@ -283,6 +464,10 @@ class Store:
         else:
             _safely(callback)
 
+    def in_transaction_anywhere(self) -> bool:
+        """True when any greenlet holds a write transaction on this store."""
+        return self._tx is not None
+
     def in_transaction(self) -> bool:
         """True when the calling greenlet is inside ``tx()``."""
         return self._in_own_tx()
@@ -298,8 +483,12 @@ class Store:
 
         Each file runs in its own transaction and is recorded in ``_orion_migrations`` with
         its SHA-256. A file edited after it was applied stops the boot: applied history is
-        never rewritten silently.
+        never rewritten silently. Migrations never join the write queue's batches.
         """
+        with self._unqueued():
+            return self._migrate(owner, directory)
+
+    def _migrate(self, owner: str, directory: str | Path) -> list[str]:
         self.exec(
             "CREATE TABLE IF NOT EXISTS _orion_migrations ("
             " owner TEXT NOT NULL, name TEXT NOT NULL, checksum TEXT NOT NULL,"
@@ -352,12 +541,14 @@ class Store:
         self._on_close.append(callback)
 
     def close(self) -> None:
-        """Close both connections (idempotent). Waits for a running transaction to end."""
+        """Close both connections (idempotent). Waits for a running transaction to end;
+        the write queue's open batch commits first (a durable commit at shutdown)."""
         if self._closed:
             return
         for callback in self._on_close:
             _safely(callback)
         with self._lock:
+            batch = self._commit_batch()
             self._closed = True
             self._memo.clear()
             try:
@@ -367,6 +558,8 @@ class Store:
             self._writer.close()
             self._reader.close()
         _open_stores.discard(self)
+        if batch is not None:
+            self._finish_batch(batch)
 
     @property
     def closed(self) -> bool:

@@ -336,8 +336,9 @@ def test_only_a_committed_command_publishes_and_repaints(live: LiveServer) -> No
 # -- the CLI ------------------------------------------------------------------------------------
 
 
-def test_flask_routes_lists_every_todos_route(tmp_path: Path) -> None:
-    env = {**os.environ, "ORION_DB": str(tmp_path / "routes.sqlite")}
+@pytest.mark.parametrize(("tenancy", "prefix"), [("off", ""), ("db", "/w/<workspace>")])
+def test_flask_routes_lists_every_todos_route(tmp_path: Path, tenancy: str, prefix: str) -> None:
+    env = {**os.environ, "ORION_DB": str(tmp_path / "routes.sqlite"), "ORION_TENANCY": tenancy}
     flask = Path(sys.executable).with_name("flask")
     done = subprocess.run(
         [str(flask), "routes"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
@@ -350,13 +351,16 @@ def test_flask_routes_lists_every_todos_route(tmp_path: Path) -> None:
             for method in found.group(1).split(", "):
                 listed.add((method, found.group(2)))
     expected = {
-        ("GET", "/"),
-        ("GET", "/todos/live"),
-        ("POST", "/todos"),
-        ("POST", "/todos/<id:todo_id>/toggle"),
-        ("POST", "/todos/<id:todo_id>/rename"),
-        ("POST", "/todos/<id:todo_id>/delete"),
-        ("DELETE", "/todos/<id:todo_id>"),
-        ("POST", "/todos/clear-completed"),
+        (method, prefix + path)
+        for method, path in [
+            ("GET", "/"),
+            ("GET", "/todos/live"),
+            ("POST", "/todos"),
+            ("POST", "/todos/<id:todo_id>/toggle"),
+            ("POST", "/todos/<id:todo_id>/rename"),
+            ("POST", "/todos/<id:todo_id>/delete"),
+            ("DELETE", "/todos/<id:todo_id>"),
+            ("POST", "/todos/clear-completed"),
+        ]
     }
     assert expected <= listed, f"missing {expected - listed} in:\n{done.stdout}"

@@ -39,6 +39,8 @@ class LiveServer:
             "SECRET_KEY": "test-secret",
             # The self-host mode (one local identity, no sign-in) unless a test asks for accounts.
             "ORION_AUTH": "local",
+            # One store with the todos at "/" unless a test asks for a file per workspace.
+            "ORION_TENANCY": "off",
             "ORION_AUDIT_JSONL": str(db.parent / f"audit-{db.stem}.jsonl"),
             "ORION_IDENTITY_FILE": str(db.parent / "identity.json"),
             **(env or {}),

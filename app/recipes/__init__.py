@@ -1,0 +1,1 @@
+"""Recipes: the glue from an outside dependency into a seam (app/recipes/README.md)."""
