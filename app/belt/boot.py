@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter, ValidationError
 
-from . import cli, csrf
+from . import cli, csrf, dev, sse
 from .bus import Bus
 from .html import html
 from .runtime import Runtime, runtime
@@ -58,6 +58,8 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_WRITE_QUEUE    1: group commit (one fsync per hub tick; see app/belt/store.py). Default 0
     ORION_JOB_WORKERS    job-running greenlets in the web process (default 2; 0: only `flask orion worker`)
     ORION_IDEMPOTENCY    1: every command honours an Idempotency-Key header (default 0: opt-in per command)
+    ORION_BILLING        off (default, self-host: no billing code runs, every capability is on) or
+                         stripe (app/recipes/billing_stripe.py reads its ORION_STRIPE_* settings)
     """
     root = Path(app.root_path).parent
     env = os.environ
@@ -74,6 +76,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
         "ORION_BUS": env.get("ORION_BUS", "local"),
         "ORION_REDIS_URL": env.get("ORION_REDIS_URL", "redis://127.0.0.1:6379/0"),
         "ORION_REDIS_PREFIX": env.get("ORION_REDIS_PREFIX", "orion"),
+        "ORION_BILLING": env.get("ORION_BILLING") or "off",
     }
     cfg.update(overrides or {})
     if cfg["ORION_TENANCY"] not in ("db", "off"):
@@ -85,6 +88,8 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
             f"ORION_BUS={cfg['ORION_BUS']!r} is not a bus; set it to 'local' (one process) or 'redis' "
             "(with ORION_REDIS_URL, to share changes between processes)."
         )
+    if cfg["ORION_BILLING"] not in ("off", "stripe"):
+        raise SystemExit(f"ORION_BILLING={cfg['ORION_BILLING']!r}: use 'off' (self-host) or 'stripe'.")
     cfg.setdefault("ORION_STATS", env.get("ORION_STATS", "1" if cfg["ORION_ENV"] == "development" else "0") == "1")
     data = Path(cfg["ORION_DB"]).parent
     cfg.setdefault("SECRET_KEY", env.get("SECRET_KEY") or _secret_key(data))
@@ -103,11 +108,19 @@ def _secret_key(folder: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     folder.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_hex(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    # Written whole, then linked into place: two workers booting at once (the Redis bus
+    # allows several) must both end up with the one key, never with a half-written file.
+    draft = folder / f".secret_key.{os.getpid()}"
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(key)
-    return key
+        f.write(secrets.token_hex(32))
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass  # another process won: use its key
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
 
 
 def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] = ()) -> Runtime:
@@ -138,6 +151,8 @@ def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] 
     def refuse_cross_site() -> None:
         csrf.check(request, exempt=exempt, trusted_origins=trusted)
 
+    if rt.development:
+        dev.install(app, rt)
     app.add_url_rule("/_orion/health", "orion_health", _health)
     app.add_url_rule("/_orion/ready", "orion_ready", _ready)
     cli.register(app)
@@ -232,6 +247,10 @@ def _error_pages(app: Flask, rt: Runtime) -> None:
         log.exception("%s %s failed", request.method, request.path)
         if rt.development:
             trace = "".join(traceback.format_exception(exc))
+            if request.headers.get("Datastar-Request") == "true":
+                # The Datastar client ignores a 500's body: patch the overlay onto the page.
+                event = dev.exception_overlay_event(exc, f"{request.method} {request.path}")
+                return Response(event, headers=sse.SSE_HEADERS)
             if _wants_html():
                 return Response(
                     html("<!doctype html><title>Error</title><h1>{}</h1><pre>{}</pre>", repr(exc), trace),

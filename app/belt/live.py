@@ -30,7 +30,7 @@ import gevent.event
 from flask import Response, request
 from markupsafe import Markup
 
-from . import sse
+from . import dev, sse
 from .bus import Watchable, subscribe_all
 from .ctx import Ctx
 from .html import html
@@ -143,6 +143,8 @@ class Stream:
         self.wake = gevent.event.Event()
         self.ending = False
         self.seen: dict[str, Model] = {}
+        self.dev_html: dict[str, str] = {}  # development: what each region last rendered
+        self.dev_reported: set[str] = set()
         self.socket: socket.socket | None = None
 
     def end(self) -> None:
@@ -171,7 +173,16 @@ class Stream:
                     # Severed: the viewer sees why in place of each region, then the stream ends.
                     yield self._send(self._revoked()) + self.encoder.close()
                     return
-                frame = self._frame()
+                try:
+                    frame = self._frame()
+                except Exception as exc:
+                    # A model or view failed: say so (in development, on the page), then end the
+                    # stream; the client reconnects for a fresh complete render.
+                    log.exception("live stream %s failed", [r.id for r in self.regions])
+                    if rt.development:
+                        overlay = dev.exception_overlay_event(exc, f"live regions {[r.id for r in self.regions]}")
+                        yield self._send(overlay) + self.encoder.close()
+                    return
                 if frame:
                     yield self._send(frame)
                 if self.ending:
@@ -219,10 +230,24 @@ class Stream:
             seen = self.seen.get(r.id, _UNSEEN)
             if seen is model or (seen is not _UNSEEN and seen == model):
                 self.rt.live.unchanged += 1
+                if self.rt.development:
+                    chunks.append(self._oracle(r, model))
                 continue
             self.seen[r.id] = model
             chunks.append(r.event(model, self.rt.live))
+            if self.rt.development:
+                self.dev_html[r.id] = str(r.view(model))
         return b"".join(chunks)
+
+    def _oracle(self, r: Region, model: Model) -> bytes:
+        """Development only: an equal model must render the same HTML, or the view is impure."""
+        again = str(r.view(model))
+        if self.dev_html.get(r.id, again) == again or r.id in self.dev_reported:
+            return b""
+        self.dev_reported.add(r.id)
+        message = dev.impure_message(r.id)
+        log.error(message)
+        return dev.overlay_event("The view is not a pure function of its model", message, where=r.id).encode()
 
     def _revoked(self) -> bytes:
         parts = [

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import url_for
 from markupsafe import Markup
 
+from . import dev
 from .html import html
 from .runtime import runtime
 
@@ -31,7 +32,7 @@ def document(title: str, body: Markup, *, head: Markup = Markup(""), header: Mar
         title=title,
         css=url_for("static", filename="orion.css"),
         datastar=rt.datastar_url,
-        head=head,
-        header=header,
+        head=head + dev.head() if rt.development else head,
+        header=header + dev.body() if rt.development else header,
         body=body,
     )
