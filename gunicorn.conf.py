@@ -17,7 +17,9 @@ preload_app = False
 # the time in-flight commands get. Keep systemd's TimeoutStopSec above it.
 graceful_timeout = 10
 timeout = 30
-keepalive = 5
+# An idle keep-alive connection holds a worker's drain until it times out: keep it short
+# (a proxy in front keeps its own keep-alive with browsers).
+keepalive = 2
 # Header limits (a slowloris sends many, slowly).
 limit_request_line = 8190
 limit_request_fields = 100

@@ -8,18 +8,19 @@ from typing import Any
 from flask import Flask
 
 from app import belt, policy
-from app.features import accounts, todos, workspaces
+from app.features import accounts, admin, console, dashboard, jobs_admin, patterns_demo, todos, workspaces
 from app.recipes import redis_bus
 
 #: The directory (control plane): people, sessions, workspaces. One SQLite file.
-DIRECTORY = [accounts, workspaces]
+DIRECTORY = [accounts, workspaces, admin, dashboard]
 #: The data plane: what each workspace holds, in a SQLite file of its own (ORION_TENANCY=db)
 #: or in the one store at "/" (ORION_TENANCY=off). The same slices either way.
-WORKSPACE = [todos]
+WORKSPACE = [todos, patterns_demo]
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 #: Endpoints that skip the cross-site check. Only those authenticated another way (a signed
-#: webhook) belong here; none do yet.
-CSRF_EXEMPT: set[str] = set()
+#: webhook) belong here: Stripe's webhook checks its Stripe-Signature (registered only when
+#: ORION_BILLING=stripe).
+CSRF_EXEMPT: set[str] = {"billing_stripe.webhook"}
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -27,7 +28,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # 1. settings: defaults < environment < the overrides passed in (tests)
     cfg = belt.settings(app, config)
     # 2. the store (one SQLite file) and 3. the bus (in-process, or Redis shared by processes)
-    store = belt.Store(cfg["ORION_DB"], synchronous=cfg["ORION_SYNCHRONOUS"])
+    store = belt.Store(cfg["ORION_DB"], synchronous=cfg["ORION_SYNCHRONOUS"], write_queue=cfg["ORION_WRITE_QUEUE"])
     bus = belt.Bus() if cfg["ORION_BUS"] == "local" else redis_bus.connect(cfg)
     # 4. the runtime, error pages, the cross-site check, health
     rt = belt.install(app, store, bus, csrf_exempt=CSRF_EXEMPT)
@@ -39,22 +40,52 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     if cfg["ORION_TENANCY"] == "db":
         app.register_blueprint(workspaces.bp)
         tenants = belt.Tenants(cfg["ORION_TENANTS_DIR"], migrate=_migrate_workspace, synchronous=cfg["ORION_SYNCHRONOUS"])
+        tenants.forget = lambda key: workspaces.forget(store, key, rt.authz)  # `flask orion tenant delete`
         rt.tenants, rt.tenant_store, rt.tenant_stores = tenants, tenants.store, tenants.open_stores
         rt.on_shutdown.append(tenants.close_all)
-        belt.install_gate(app, belt.Gate(store, tenants, workspaces.membership))
+        gate = belt.Gate(store, tenants, workspaces.membership)
+        belt.install_gate(app, gate)
         for feature in WORKSPACE:
             app.register_blueprint(feature.bp, url_prefix="/w/<workspace>")
     else:
+        gate = None
         _migrate_workspace(store)
         for feature in WORKSPACE:
             app.register_blueprint(feature.bp)
     app.register_blueprint(accounts.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(jobs_admin.bp)
+    app.register_blueprint(dashboard.bp)  # /admin: health, traces, logs, jobs, audit, flags, analytics
+    # work that outlives the request: the in-process job runner (started by the gunicorn worker),
+    # and Idempotency-Key on commands (after the workspace gate: keys live in the request's store)
+    belt.jobs.install(app, rt, workers=cfg["ORION_JOB_WORKERS"])
+    belt.idempotency.install(app, everywhere=cfg["ORION_IDEMPOTENCY"])
     # 7. who is acting, what they may do, and the record of it
     local = belt.load_local_identity(Path(cfg["ORION_IDENTITY_FILE"])) if cfg["ORION_AUTH"] == "local" else None
     rt.auth = belt.Auth(store, accounts.load_user, mode=cfg["ORION_AUTH"], local_identity=local)
     rt.authz = belt.create_authz(policy.for_directory(store))
     sinks = [belt.JsonlSink(cfg["ORION_AUDIT_JSONL"])] if cfg["ORION_AUDIT_JSONL"] else []
     rt.journal = belt.Journal(store, sinks=sinks)
+    # 8. capabilities: feature flags (declared by the slices that read them); breakers register
+    #    where they wrap a call; entitlements only with billing on (off: no billing code runs)
+    rt.flags = belt.Flags(store, bus)
+    for feature in (*DIRECTORY, *WORKSPACE):
+        rt.flags.declare(getattr(feature, "FLAGS", {}))
+    if cfg["ORION_BILLING"] == "stripe":
+        from app.recipes import billing_stripe
+
+        rt.entitlements = belt.Entitlements(store, bus, account_of=admin.account_of)
+        rt.entitlement = rt.entitlements.check
+        billing_stripe.install(app, rt)
+    # 9. the architecture console (/console), its x-ray footer on the todos page, the demo
+    if console.install(app, gate, grants=accounts.policy.GRANTS).demo:
+        console.seed_demo(rt)
+    app.extensions["todos.footer"] = [console.XRAY]
+    # 10. ship traces to an OpenTelemetry collector, when one is configured (app/recipes/otlp.py)
+    if cfg["ORION_OTLP_ENDPOINT"]:
+        from app.recipes import otlp
+
+        rt.on_shutdown.append(otlp.install(cfg["ORION_OTLP_ENDPOINT"], service=cfg["ORION_SERVICE"]))
     return app
 
 

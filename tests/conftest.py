@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import gevent
 import pytest
 
 from app.belt.store import open_stores
+from tests.support.redis import INSTALL_HINT, RedisServer
 from tests.support.server import LiveServer
 
 
@@ -43,6 +45,18 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
 @pytest.fixture
 def server(start_server: Callable[..., LiveServer]) -> LiveServer:
     return start_server()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of the test's own, on a free port (the Redis bus, rung 2)."""
+    if not shutil.which("redis-server"):
+        pytest.fail(INSTALL_HINT)  # never skipped: rung 2 must be shown working
+    redis = RedisServer(tmp_path).start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
 
 
 def _greenlets() -> set[int]:

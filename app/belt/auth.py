@@ -14,6 +14,7 @@ Where the users live and what a role means is the app's policy: the app passes
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -121,7 +122,10 @@ def load_local_identity(path: Path) -> User:
     """The self-host identity: created on first boot as the machine's owner, then read."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"id": "local", "email": "owner@localhost", "name": "Owner", "role": "owner"}))
+        # Written aside, then renamed: a second worker booting at once never reads half a file.
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        draft.write_text(json.dumps({"id": "local", "email": "owner@localhost", "name": "Owner", "role": "owner"}))
+        os.replace(draft, path)
     try:
         data = json.loads(path.read_text())
         return User(

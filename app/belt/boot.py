@@ -22,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import BaseConverter, ValidationError
 
-from . import cli, csrf, dev, sse
+from . import canon, cli, csrf, dev, observe, sse
 from .bus import Bus
 from .html import html
 from .runtime import Runtime, runtime
@@ -60,6 +60,14 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_IDEMPOTENCY    1: every command honours an Idempotency-Key header (default 0: opt-in per command)
     ORION_BILLING        off (default, self-host: no billing code runs, every capability is on) or
                          stripe (app/recipes/billing_stripe.py reads its ORION_STRIPE_* settings)
+    ORION_STALL_MS       a hub blocked this long is a stall, reported with its culprit (default 200)
+    ORION_CANON_SAMPLE   the share of boring 2xx/3xx canonical lines kept, 0..1 (default 1: all;
+                         errors, refusals, slow requests and streams are always kept)
+    ORION_CANON_SLOW_MS  a request at least this slow is always logged (default 500)
+    ORION_ANALYTICS      0: analytics.track() records nothing (default 1)
+    ORION_OTLP_ENDPOINT  ship traces to this OpenTelemetry collector (OTLP/HTTP, e.g.
+                         http://127.0.0.1:4318/v1/traces; app/recipes/otlp.py). Default: off
+    ORION_SERVICE        the service.name traces carry (default orion)
     """
     root = Path(app.root_path).parent
     env = os.environ
@@ -99,6 +107,12 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     cfg.setdefault("ORION_WRITE_QUEUE", env.get("ORION_WRITE_QUEUE", "0") == "1")
     cfg.setdefault("ORION_JOB_WORKERS", int(env.get("ORION_JOB_WORKERS", "2")))
     cfg.setdefault("ORION_IDEMPOTENCY", env.get("ORION_IDEMPOTENCY", "0") == "1")
+    cfg.setdefault("ORION_STALL_MS", float(env.get("ORION_STALL_MS", "200")))
+    cfg.setdefault("ORION_CANON_SAMPLE", float(env.get("ORION_CANON_SAMPLE", "1")))
+    cfg.setdefault("ORION_CANON_SLOW_MS", float(env.get("ORION_CANON_SLOW_MS", "500")))
+    cfg.setdefault("ORION_ANALYTICS", env.get("ORION_ANALYTICS", "1") == "1")
+    cfg.setdefault("ORION_OTLP_ENDPOINT", env.get("ORION_OTLP_ENDPOINT", ""))
+    cfg.setdefault("ORION_SERVICE", env.get("ORION_SERVICE", "orion"))
     app.config.update(cfg)
     return cfg
 
@@ -159,6 +173,7 @@ def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] 
     if app.config.get("ORION_STATS"):
         app.add_url_rule("/_orion/stats", "orion_stats", _stats)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    observe.install(app, rt)  # request spans, canonical lines, the query log, analytics
     return rt
 
 
@@ -245,6 +260,7 @@ def _error_pages(app: Flask, rt: Runtime) -> None:
     @app.errorhandler(Exception)
     def crash(exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.path)
+        canon.failed(exc)
         if rt.development:
             trace = "".join(traceback.format_exception(exc))
             if request.headers.get("Datastar-Request") == "true":
@@ -295,6 +311,10 @@ def gunicorn_post_worker_init(worker: Any) -> None:
     # removed them. Cyclic garbage is rare here: streams clean up in `finally`.
     gc.freeze()
     gc.set_threshold(50_000, 20, 50)
+    from .jobs import start_in_process
+
+    start_in_process(app)  # the job runner starts only where requests are served
+    observe.start(rt)  # the stall watchdog watches this worker's hub
 
     def watch() -> None:
         while worker.alive:
@@ -311,4 +331,5 @@ def gunicorn_worker_exit(server: Any, worker: Any) -> None:
         rt = runtime(worker.wsgi)
     except Exception:
         return
+    observe.stop()
     rt.shutdown(close_store=True)

@@ -36,7 +36,7 @@ breakers from greenlets, not from pool threads.
 >>> b.call(lambda: "hi")
 Traceback (most recent call last):
 ...
-app.belt.breaker.CircuitOpen: The demo dependency is unavailable: its circuit opened after 2 consecutive failures. The next attempt is allowed in 10 s.
+app.belt.breaker.CircuitOpen: The demo dependency is unavailable: its circuit opened after 2 consecutive ...
 >>> clock[0] = 10.0
 >>> b.call(lambda: "hi"), b.state
 ('hi', 'closed')
@@ -127,7 +127,7 @@ class Breaker:
         self._probing = False
         self._timer: gevent.Greenlet | None = None
         self._registry: Breakers | None = None
-        self.watchers = Watchers(f"breaker {name}", on_last=self._stop_timer)
+        self.watchers = Watchers(f"breaker {name}", on_last=self._maybe_stop_timer)
 
     # -- the call ------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class Breaker:
         self._open = True
         self._opened_at = self.clock()
         self._changed(why)
-        if len(self.watchers):
+        if self._watched():
             self._start_timer()
 
     # -- what a page asks ----------------------------------------------------------------
@@ -253,6 +253,13 @@ class Breaker:
         if self._open:
             self._changed(None)
 
+    def _watched(self) -> bool:
+        return bool(len(self.watchers) or (self._registry is not None and len(self._registry.watchers)))
+
+    def _maybe_stop_timer(self) -> None:
+        if not self._watched():
+            self._stop_timer()
+
     def _stop_timer(self) -> None:
         timer, self._timer = self._timer, None
         if timer is not None:
@@ -267,7 +274,7 @@ class Breakers:
 
     def __init__(self) -> None:
         self._breakers: dict[str, Breaker] = {}
-        self.watchers = Watchers("breakers")
+        self.watchers = Watchers("breakers", on_last=self._idle)
 
     def get(self, name: str, **options: Any) -> Breaker:
         """The breaker named ``name``, made with ``options`` the first time it is asked for."""
@@ -305,7 +312,15 @@ class Breakers:
             self.watchers.notify([name])
 
     def subscribe(self, callback: Callback) -> Unsubscribe:
-        return self.watchers.subscribe(None, callback)
+        stop = self.watchers.subscribe(None, callback)
+        for each in self._breakers.values():
+            if each._open and each._timer is None:
+                each._start_timer()
+        return stop
+
+    def _idle(self) -> None:
+        for each in self._breakers.values():
+            each._maybe_stop_timer()
 
 
 #: The registry of this process.

@@ -28,9 +28,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
+from . import canon, sse, trace
 from . import shape as shapes
 from . import signals as signals_mod
-from . import sse
 from .audit import AuditUnavailable, Journal
 from .auth import User, current_user
 from .ctx import Ctx
@@ -46,6 +46,16 @@ PageFallback = Callable[[Ctx, dict[str, str], dict[str, Any]], Any]
 
 class Refused(BadInput):
     """Raise from a handler to refuse with a status and a message (404, 409, 403, ...)."""
+
+
+#: Action name → the capability it needs (``command(..., capability=...)``); read by the
+#: entitlement check of step 3 (``rt.entitlement(ctx, action)``, app/belt/entitlements.py).
+_CAPABILITIES: dict[str, str] = {}
+
+
+def required_capability(action: str) -> str | None:
+    """The capability the command journaled as ``action`` needs (None: none)."""
+    return _CAPABILITIES.get(action)
 
 
 class Invalid(Exception):
@@ -108,6 +118,7 @@ def command(
     action: str | None = None,
     anonymous: bool = False,
     while_masquerading: bool = False,
+    capability: str | None = None,
 ) -> Callable[..., BaseResponse | tuple[Any, int]]:
     """Turn ``handler`` into a Flask view that reads, validates, audits and answers.
 
@@ -117,7 +128,8 @@ def command(
     JavaScript that failed validation. ``action`` names the command in the audit journal
     (default ``<feature>.<handler name>``). ``anonymous=True`` lets a command run without a
     signed-in user (sign-in, sign-up); ``while_masquerading=True`` lets it run while an admin
-    views as someone else (only "stop masquerading" should).
+    views as someone else (only "stop masquerading" should). ``capability`` names what the
+    account must have paid for (checked only where billing is on: 402 otherwise).
 
     Every command passes, in order (DESIGN.md §7): read the signals → identity (no user:
     ``auth.denied`` is journaled, 403) → the masquerade guard → validate → a **started** audit
@@ -126,11 +138,15 @@ def command(
     """
     validator = shapes.adapt(shape) if shape is not None else None
     name = action or _default_action(handler)
+    if capability is not None:
+        _CAPABILITIES[name] = capability
+    effect = trace.wrap(handler, f"command {name}")  # the effect is one span of the request's trace
 
     @functools.wraps(handler)
     def view(**url_values: Any) -> BaseResponse | tuple[Any, int]:
         is_datastar = request.headers.get("Datastar-Request") == "true"
         respond = Respond(is_datastar)
+        canon.tag(action=name)
         # Unreadable signals (malformed JSON, a wrong content type, an oversized body) are a
         # broken client, never our page: a real 4xx for every client, Datastar included.
         raw = signals_mod.read(request)
@@ -159,10 +175,14 @@ def command(
                     client=request.remote_addr,
                 )
             if rt.entitlement is not None:
-                rt.entitlement(ctx, name)
+                try:
+                    rt.entitlement(ctx, name)
+                except BadInput as exc:  # 402: the started record gets its outcome
+                    _finish(journal, started, "denied", exc.message, ctx)
+                    raise
             before = len(respond.events)
             try:
-                handler(ctx, data, respond, **url_values)
+                effect(ctx, data, respond, **url_values)
             except Invalid as exc:
                 del respond.events[before:]
                 respond.location = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 import secrets
 import traceback
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response
 from markupsafe import Markup
@@ -93,15 +93,37 @@ def install(app: Flask, rt: Runtime) -> None:
     @app.get("/_orion/dev")
     def dev_stream() -> Response:
         def events() -> Iterator[bytes]:
+            from . import canon
+
+            canon.streaming()
             # A page whose boot id differs was served by an older process: reload it.
             yield sse.execute_script(
                 f"if (document.querySelector('meta[name=orion-boot]')?.content !== '{BOOT_ID}') "
                 "location.reload()"
             ).encode()
-            import gevent
+            import gevent.queue
 
-            while not rt.stopping:
-                gevent.sleep(rt.heartbeat)
-                yield sse.comment("hb").encode()
+            # Notices for every open page (a stall's banner: app/belt/observe.py), or a heartbeat.
+            notices: gevent.queue.Queue[str] = gevent.queue.Queue(maxsize=16)
+            _listeners.add(notices)
+            try:
+                while not rt.stopping:
+                    try:
+                        yield notices.get(timeout=rt.heartbeat).encode()
+                    except gevent.queue.Empty:
+                        yield sse.comment("hb").encode()
+            finally:
+                _listeners.discard(notices)
 
         return Response(events(), headers=sse.SSE_HEADERS)
+
+
+#: The notice queues of the open development streams (one per page).
+_listeners: set[Any] = set()
+
+
+def announce(events: str) -> None:
+    """Development: send ``events`` (SSE text, e.g. a banner) to every open page. From the hub."""
+    for notices in list(_listeners):
+        if not notices.full():  # a page that stopped reading misses notices, never blocks us
+            notices.put_nowait(events)

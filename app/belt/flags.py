@@ -71,7 +71,12 @@ OnEvaluate = Callable[[str, Context, bool, str], None]
 
 
 class FlagError(ValueError):
-    """A flag change that cannot be made (a bad percent, a malformed token)."""
+    """A flag change that cannot be made (a bad percent, a malformed token); ``field`` names
+    the offending value (``percent``, ``on_for``, ``off_for``) when there is one."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class UnknownFlag(FlagError):
@@ -84,9 +89,12 @@ def fnv1a_32(data: str | bytes) -> int:
     >>> hex(fnv1a_32("foobar"))
     '0xbf9cf968'
     """
-    raw = data.encode() if isinstance(data, str) else data
-    h = FNV_OFFSET
-    for byte in raw:
+    return _continue(FNV_OFFSET, data)
+
+
+def _continue(h: int, data: str | bytes) -> int:
+    """Go on hashing ``data`` from the FNV-1a state ``h``."""
+    for byte in data.encode() if isinstance(data, str) else data:
         h = ((h ^ byte) * FNV_PRIME) & 0xFFFFFFFF
     return h
 
@@ -112,23 +120,23 @@ def parse_tokens(tokens: str | Iterable[str], what: str = "on_for") -> tuple[str
         if token == "" and isinstance(tokens, str):
             continue
         if not isinstance(token, str):
-            raise FlagError(f"{what}: {token!r} is not an attr:value token; write it like role:admin or key:42.")
+            raise FlagError(f"{what}: {token!r} is not an attr:value token; write it like role:admin or key:42.", what)
         attr, sep, value = token.partition(":")
         if not sep or not _ATTR.match(attr) or not _VALUE.match(value):
-            raise FlagError(f"{what}: {token!r} is not an attr:value token; write it like role:admin or key:42.")
+            raise FlagError(f"{what}: {token!r} is not an attr:value token; write it like role:admin or key:42.", what)
         if token not in out:
             out.append(token)
     if len(out) > MAX_TOKENS:
-        raise FlagError(f"{what}: {len(out)} tokens is too many (at most {MAX_TOKENS}); target a role or a group.")
+        raise FlagError(f"{what}: {len(out)} tokens are too many (at most {MAX_TOKENS}); target a role instead.", what)
     return tuple(out)
 
 
 def check_percent(percent: Any) -> float:
     """A rollout percent: a number from 0 to 100."""
     if isinstance(percent, bool) or not isinstance(percent, int | float) or not math.isfinite(percent):
-        raise FlagError(f"percent must be a number from 0 to 100 (got {percent!r}).")
+        raise FlagError(f"percent must be a number from 0 to 100 (got {percent!r}).", "percent")
     if not 0 <= percent <= 100:
-        raise FlagError(f"percent must be from 0 to 100 (got {percent!r}).")
+        raise FlagError(f"percent must be from 0 to 100 (got {percent!r}).", "percent")
     return float(percent)
 
 
@@ -147,11 +155,17 @@ class Flag:
     error: str | None = None
     _on: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
     _off: tuple[tuple[str, str], ...] = field(default=(), repr=False, compare=False)
+    _seed: int = field(default=0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        split = lambda tokens: tuple(tuple(t.split(":", 1)) for t in tokens)  # noqa: E731
-        object.__setattr__(self, "_on", split(self.on_for))
-        object.__setattr__(self, "_off", split(self.off_for))
+        object.__setattr__(self, "_on", _split(self.on_for))
+        object.__setattr__(self, "_off", _split(self.off_for))
+        # FNV-1a is a left fold: hash "<name>:" once, then only the key per evaluation.
+        object.__setattr__(self, "_seed", fnv1a_32(f"{self.name}:"))
+
+
+def _split(tokens: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((attr, value) for attr, _, value in (t.partition(":") for t in tokens))
 
 
 def evaluate(flag: Flag, context: Context) -> tuple[bool, str]:
@@ -167,7 +181,7 @@ def evaluate(flag: Flag, context: Context) -> tuple[bool, str]:
         return True, "on"
     if flag.percent <= 0 or key is None:
         return False, "percent"
-    return bucket(flag.name, key) < flag.percent * 100, "percent"
+    return _continue(flag._seed, key) % BUCKETS < flag.percent * 100, "percent"
 
 
 def _context(context: Context) -> tuple[str | None, Mapping[str, Any]]:
@@ -177,8 +191,8 @@ def _context(context: Context) -> tuple[str | None, Mapping[str, Any]]:
         key = str(context)
         return key, {"key": key}
     if isinstance(context, Mapping):
-        key = context.get("key")
-        return (None if key is None else str(key)), context
+        raw = context.get("key")
+        return (None if raw is None else str(raw)), context
     raise TypeError(f"a flag context is a key (str) or a mapping of attributes, not {type(context).__name__}.")
 
 
@@ -195,7 +209,7 @@ def _matches(tokens: tuple[tuple[str, str], ...], attrs: Mapping[str, Any]) -> b
     return False
 
 
-def _row_to_flag(row: Mapping[str, Any]) -> Flag:
+def _row_to_flag(row: Any) -> Flag:
     name = str(row["name"])
     base = dict(
         name=name,
@@ -250,20 +264,22 @@ class Flags:
             flag = self._flags.get(name)
             if flag is None:
                 result, reason = self._default(name, default), "unknown"
-                self._report(name, f"unknown flag {name!r}{self._did_you_mean(name)}: answering {result}")
+                self._report(name, lambda: f"unknown flag {name!r}{self._did_you_mean(name)}: answering {result}")
             elif flag.error is not None:
                 result, reason = self._default(name, default), "broken"
-                self._report(name, f"flag {name!r}: {flag.error}; answering {result} until it is fixed")
+                self._report(name, lambda: f"flag {name!r}: {flag.error}; answering {result} until it is fixed")
             else:
                 result, reason = evaluate(flag, context)
         except Exception as exc:
             result, reason = self._default(name, default), "error"
-            self._report(name, f"flag {name!r} could not be evaluated ({exc}); answering {result}")
+            why = str(exc)
+            self._report(name, lambda: f"flag {name!r} could not be evaluated ({why}); answering {result}")
         if self.on_evaluate is not None:
             try:
                 self.on_evaluate(name, context, result, reason)
             except Exception as exc:
-                self._report(f"{name}#hook", f"on_evaluate raised for flag {name!r}: {exc!r}")
+                hook_error = repr(exc)
+                self._report(f"{name}#hook", lambda: f"on_evaluate raised for flag {name!r}: {hook_error}")
         return result
 
     def get(self, name: str) -> Flag | None:
@@ -281,7 +297,9 @@ class Flags:
         The code that reads a flag declares it, so the admin page lists every flag the app
         knows. An existing row keeps its state; its description follows the code.
         """
-        for name, description in flags.items():
+        if not flags:
+            return
+        for name in flags:
             if not _NAME.match(name):
                 raise FlagError(
                     f"{name!r} is not a flag name: lower-case letters, digits, '.', '_' and '-' "
@@ -343,7 +361,7 @@ class Flags:
         """Re-read every flag now and repaint the regions watching any that changed."""
         self.reload()
 
-    def reload(self) -> set[str]:
+    def reload(self) -> list[str]:
         """Re-read the table; wake the watchers of the flags that changed; return their names."""
         rows = self.store.query("SELECT * FROM _orion_flags")
         fresh = {str(row["name"]): _row_to_flag(row) for row in rows}
@@ -354,7 +372,7 @@ class Flags:
         if changed:
             self._reported -= changed
             self.watchers.notify(changed)
-        return changed
+        return sorted(changed)
 
     # -- watching ------------------------------------------------------------------------
 
@@ -404,11 +422,11 @@ class Flags:
     def _default(self, name: str, default: bool | None) -> bool:
         return default if default is not None else self._defaults.get(name, False)
 
-    def _report(self, key: str, message: str) -> None:
+    def _report(self, key: str, message: Callable[[], str]) -> None:
         self.errors += 1
-        if key not in self._reported:
+        if key not in self._reported:  # the message (a "did you mean" search) only once
             self._reported.add(key)
-            log.warning("%s", message)
+            log.warning("%s", message())
 
     def _did_you_mean(self, name: str) -> str:
         close = difflib.get_close_matches(name, list(self._flags), n=1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ import gevent.event
 from flask import Response, request
 from markupsafe import Markup
 
-from . import dev, sse
+from . import canon, dev, sse
 from .bus import Watchable, subscribe_all
 from .ctx import Ctx
 from .html import html
@@ -57,6 +58,10 @@ class Region:
     view: View
     topics: tuple[str, ...] = ()
     watch: tuple[WatchSpec, ...] = ()
+    #: Called with the stream's ctx when a stream carrying this region opens, and again in
+    #: its ``finally`` when it closes (a presence store's join and leave).
+    on_open: Callable[[Ctx], None] | None = None
+    on_close: Callable[[Ctx], None] | None = None
     _renders: OrderedDict[Hashable, bytes] = field(default_factory=OrderedDict, repr=False)
     _last: tuple[Any, bytes] | None = field(default=None, repr=False)
 
@@ -110,18 +115,24 @@ def region(
     view: View,
     topics: Sequence[str] = (),
     watch: Sequence[WatchSpec] = (),
+    on_open: Callable[[Ctx], None] | None = None,
+    on_close: Callable[[Ctx], None] | None = None,
 ) -> Region:
     """Declare a live region.
 
     ``view(model)`` must return one element whose ``id`` is ``id`` (Datastar morphs by id).
     The model should be hashable (tuples, frozen dataclasses, sqlite3 rows) so that viewers
     with equal models share one render; an unhashable model still works, rendered per viewer.
+    ``on_open(ctx)`` runs when a viewer's stream opens and ``on_close(ctx)`` when it ends,
+    however it ends (the presence pattern joins and leaves there).
     """
     if not id or not id.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"A region id is letters, digits, '-' and '_' (got {id!r}).")
     if isinstance(topics, str):
         raise TypeError(f"topics is a list of topic names; write topics=[{topics!r}].")
-    return Region(id=id, model=model, view=view, topics=tuple(topics), watch=tuple(watch))
+    return Region(
+        id=id, model=model, view=view, topics=tuple(topics), watch=tuple(watch), on_open=on_open, on_close=on_close
+    )
 
 
 class Stream:
@@ -146,6 +157,8 @@ class Stream:
         self.dev_html: dict[str, str] = {}  # development: what each region last rendered
         self.dev_reported: set[str] = set()
         self.socket: socket.socket | None = None
+        self.sent = 0  # patch frames sent: the stream's canonical line reports them
+        self.written = time.monotonic()  # when anything was last written (heartbeats count)
 
     def end(self) -> None:
         """Ask the stream to send its final event and close (shutdown, revocation)."""
@@ -157,6 +170,7 @@ class Stream:
 
     def events(self) -> Iterator[bytes]:
         rt, ctx = self.rt, self.ctx
+        canon.streaming()  # its canonical line is written when it ends
         unsubscribe = subscribe_all(self._watchables(), self._on_change)
         rt.streams.add(self)
         rt.live.streams_opened += 1
@@ -164,12 +178,14 @@ class Stream:
         if rt.stopping:
             # Opened after shutdown began: say goodbye at once, or the drain waits its whole timeout.
             self.ending = True
+        opened: list[Region] = []
         try:
+            self._open(opened)
             # A first comment at once, so the headers leave and proxies see a live stream.
             yield self._send(sse.comment("orion live"))
             while not self.ending:
                 self.wake.clear()
-                if self.authorize is not None and not self.authorize(ctx):
+                if (self.authorize is not None and not self.authorize(ctx)) or self._tenant_gone():
                     # Severed: the viewer sees why in place of each region, then the stream ends.
                     yield self._send(self._revoked()) + self.encoder.close()
                     return
@@ -179,26 +195,54 @@ class Stream:
                     # A model or view failed: say so (in development, on the page), then end the
                     # stream; the client reconnects for a fresh complete render.
                     log.exception("live stream %s failed", [r.id for r in self.regions])
+                    canon.failed(exc)
                     if rt.development:
                         overlay = dev.exception_overlay_event(exc, f"live regions {[r.id for r in self.regions]}")
                         yield self._send(overlay) + self.encoder.close()
                     return
                 if frame:
+                    self.sent += 1
                     yield self._send(frame)
                 if self.ending:
                     break
-                if not self.wake.wait(timeout=rt.heartbeat):
-                    # The heartbeat is the only way a WSGI server notices a dead client.
-                    yield self._send(sse.comment("hb"))
-                else:
+                if self.wake.wait(timeout=max(0.0, self.written + rt.heartbeat - time.monotonic())):
                     rt.live.wakes += 1
+                if time.monotonic() - self.written >= rt.heartbeat:
+                    # The heartbeat is the only way a WSGI server notices a dead client: sent
+                    # whenever nothing was written for that long, however often wakes came (a
+                    # region watching a ticker with an unchanged model writes nothing).
+                    yield self._send(sse.comment("hb"))
             # Shutdown: say so, then close cleanly; the client reconnects (retry: 'always').
             yield self._send(sse.comment("server stopping, reconnect")) + self.encoder.close()
             self._no_keepalive()
         finally:
+            canon.add(regions=[r.id for r in self.regions], events=self.sent)
             unsubscribe()
+            self._close(opened)
             ctx.store.leases -= 1
             rt.streams.discard(self)
+
+    def _open(self, opened: list[Region]) -> None:
+        """Run each region's ``on_open``; ``opened`` records whose ``on_close`` is owed."""
+        for r in self.regions:
+            if r.on_open is not None:
+                r.on_open(self.ctx)
+            opened.append(r)
+
+    def _close(self, opened: list[Region]) -> None:
+        for r in reversed(opened):
+            if r.on_close is None:
+                continue
+            try:
+                r.on_close(self.ctx)
+            except Exception:  # one failing hook must not keep the others (or the cleanup) from running
+                log.exception("on_close of region %r failed", r.id)
+
+    def _tenant_gone(self) -> bool:
+        """The workspace this stream reads was deleted (perhaps by another process, the CLI):
+        checked on every wake and heartbeat, so its viewers are cut off within one heartbeat."""
+        tenants = self.rt.tenants
+        return bool(self.ctx.tenant and tenants is not None and not tenants.exists(self.ctx.tenant))
 
     def _no_keepalive(self) -> None:
         """Stop reading the connection so the server closes it after this response.
@@ -263,6 +307,7 @@ class Stream:
         return b"".join(parts)
 
     def _send(self, data: bytes | str) -> bytes:
+        self.written = time.monotonic()
         raw = data.encode() if isinstance(data, str) else data
         out = self.encoder.encode(raw)
         live = self.rt.live

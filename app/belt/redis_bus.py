@@ -88,14 +88,18 @@ class _GeventUnixConnection(UnixDomainSocketConnection):
         return sock  # type: ignore[no-any-return]
 
 
-def _connection_factory(url: str) -> Callable[[], Connection]:
+def _connection_factory(url: str) -> Callable[[], Any]:
+    """A callable that makes a new (unconnected) connection to ``url``.
+
+    Typed ``Any``: redis-py's connection methods carry no annotations.
+    """
     try:
-        kwargs: dict[str, Any] = parse_url(url)
+        kwargs: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise ValueError(f"ORION_REDIS_URL={url!r} is not a Redis URL ({exc}); e.g. redis://127.0.0.1:6379/0") from None
     kind = kwargs.pop("connection_class", None)
     if kind is None:
-        cls: type[Connection] = _GeventConnection
+        cls: type[Any] = _GeventConnection
     elif kind is UnixDomainSocketConnection:
         cls = _GeventUnixConnection
     else:
@@ -180,7 +184,8 @@ class RedisBus(Bus):
             sender = self._greenlets[1]
             while (self._pending or self._pending_wake_all or self._in_flight) and not sender.dead:
                 if time.monotonic() > deadline:
-                    log.warning("closing the Redis bus with %d topic(s) unsent: Redis did not answer", len(self._pending))
+                    unsent = len(self._pending)
+                    log.warning("closing the Redis bus with %d topic(s) unsent: Redis did not answer", unsent)
                     break
                 gevent.sleep(0.005)
         gevent.killall(self._greenlets, block=True, timeout=2)
@@ -219,7 +224,7 @@ class RedisBus(Bus):
                 self.connected = True
                 delay = self.backoff[0]
                 if self._outage_logged:
-                    log.warning("Redis bus at %s is back; waking every local subscriber", self._where())
+                    log.info("Redis bus at %s is back; waking every local subscriber", self._where())
                     self._outage_logged = False
                 if not first:
                     self.reconnects += 1
@@ -237,7 +242,7 @@ class RedisBus(Bus):
             gevent.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 (jitter, not a secret)
             delay = min(delay * 2, self.backoff[1])
 
-    def _read(self, conn: Connection) -> None:
+    def _read(self, conn: Any) -> None:
         awaiting_pong = False
         while True:
             if conn.can_read(timeout=self.ping_every):
@@ -265,7 +270,7 @@ class RedisBus(Bus):
     def _send(self) -> None:
         """PUBLISH what is pending, in one round trip; keep it pending while Redis is away."""
         delay = self.backoff[0]
-        conn: Connection | None = None
+        conn: Any = None
         try:
             while True:
                 self._wanted.wait()
@@ -313,9 +318,7 @@ class RedisBus(Bus):
         self._wanted.set()
 
     def _collapse(self) -> None:
-        log.warning(
-            "more than %d distinct topics waiting for Redis: sending one wake-everyone instead", MAX_PENDING
-        )
+        log.warning("more than %d distinct topics waiting for Redis: sending one wake-everyone instead", MAX_PENDING)
         self._pending.clear()
         self._pending_wake_all = True
 

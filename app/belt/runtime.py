@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .audit import Journal
     from .auth import Auth
     from .authz import Authz
+    from .entitlements import Billing, Entitlements
+    from .flags import Flags
     from .live import Stream
 
 log = logging.getLogger("orion")
@@ -65,6 +67,11 @@ class Runtime:
     tenant_stores: Callable[[], list[tuple[str | None, Store]]] | None = None
     #: The entitlement check of step 3 of every command; None when billing is off.
     entitlement: Callable[[Ctx, str], None] | None = None
+    #: Capabilities (DESIGN.md §7): feature flags; entitlements and the billing provider's
+    #: adapter (both None when billing is off). Breakers are process-wide (belt.breaker).
+    flags: Flags | None = None
+    entitlements: Entitlements | None = None
+    billing: Billing | None = None
     on_shutdown: list[Callable[[], None]] = field(default_factory=list)
 
     def ctx(self, signals: dict[str, Any] | None = None, **kwargs: Any) -> Ctx:
@@ -106,6 +113,15 @@ class Runtime:
             },
             "live": dict(self.live.__dict__),
             "uptime": round(time.time() - self.started, 3),
+            "observe": _observe_stats(self),
+            # db-per-tenant: how many workspace files are open now, and how many were ever
+            # opened or created (the gate's tests read these: a refused probe moves none).
+            "tenants": None if self.tenants is None else {
+                "open": len(self.tenants.open_stores()),
+                "opens": self.tenants.stats.opens,
+                "creates": self.tenants.stats.creates,
+                "closes": self.tenants.stats.closes,
+            },
         }
 
     def shutdown(self, *, close_store: bool = True, timeout: float = 5.0) -> None:
@@ -131,6 +147,13 @@ class Runtime:
             self.store.close()
 
 
+def _observe_stats(rt: Runtime) -> dict[str, Any]:
+    """Health figures, canonical-line and analytics counters (app/belt/observe.py)."""
+    from . import observe
+
+    return observe.stats(rt)
+
+
 def runtime(app: Flask | None = None) -> Runtime:
     """The runtime of ``app`` (default: the current Flask app)."""
     target = app if app is not None else current_app
@@ -153,9 +176,15 @@ def request_ctx(signals: dict[str, Any] | None = None) -> Ctx:
     rt = runtime()
     req = request._get_current_object()  # type: ignore[attr-defined]
     verdict = req.environ.get("orion.verdict")
+    # The request span's id is the ctx's request_id, so an audit record names its request's
+    # trace (app/belt/observe.py); the canonical line reads who acted from the ctxs built.
+    span_id = req.environ.get("orion.request_id")
+    ids = {"request_id": span_id} if span_id else {}
     if verdict is None:
-        return rt.ctx(signals=signals, request=req)
-    ctx = rt.ctx_for(verdict.tenant, signals=signals or {}, request=req)
-    ctx.user = req.environ["orion.user"]
-    ctx.extra["auth_resolved"] = True
+        ctx = rt.ctx(signals=signals, request=req, **ids)
+    else:
+        ctx = rt.ctx_for(verdict.tenant, signals=signals or {}, request=req, **ids)
+        ctx.user = req.environ["orion.user"]
+        ctx.extra["auth_resolved"] = True
+    req.environ.setdefault("orion.ctxs", []).append(ctx)
     return ctx

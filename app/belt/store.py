@@ -47,7 +47,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from time import perf_counter
+from typing import Any, ClassVar
 
 import gevent
 import gevent.event
@@ -61,6 +62,9 @@ Params = Sequence[Any] | dict[str, Any]
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _MEMO_LIMIT = 512
+#: A batch this full commits before the next transaction joins: a burst of thousands of
+#: writes in one tick then waits for a few commits of ~1,000, not one huge one.
+_BATCH_MAX = 1000
 _open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 
 
@@ -123,6 +127,11 @@ class Store:
     >>> store.close()
     """
 
+    #: Process-wide observer of every SQL call with its time, ``on_timed(store, kind, sql,
+    #: seconds)`` (app/belt/observe.py: the query log, query spans, the canonical line).
+    #: It runs inside the call: it must be cheap and never block, publish or touch a store.
+    on_timed: ClassVar[Callable[[Store, str, str, float], None] | None] = None
+
     def __init__(
         self,
         path: str | Path,
@@ -140,6 +149,10 @@ class Store:
         self.tenant: str | None = None
         #: Open streams using this store: tenancy never closes a store while one is.
         self.leases = 0
+        #: Optional observer of every call, ``on_call(kind, sql)`` with kind "query" or "exec"
+        #: (the architecture console's feed). It runs inside the call: it must be cheap and
+        #: never block, publish or touch the store.
+        self.on_call: Callable[[str, str], None] | None = None
         if self.path == ":memory:" or self.path.startswith("file:"):
             # A reader and a writer must share one database, and WAL needs a file.
             raise ValueError(
@@ -184,9 +197,15 @@ class Store:
 
     def query(self, sql: str, params: Params = ()) -> tuple[Row, ...]:
         """All rows of a read, as an immutable tuple (memoized until the next commit)."""
+        if self.on_call is not None:
+            self.on_call("query", sql)
         if self._in_own_tx():
             self.stats.queries += 1
-            return tuple(self._writer.execute(sql, params).fetchall())
+            started = perf_counter()
+            rows = tuple(self._writer.execute(sql, params).fetchall())
+            if Store.on_timed is not None:
+                Store.on_timed(self, "query", sql, perf_counter() - started)
+            return rows
         return self._memoized(sql, params)
 
     def one(self, sql: str, params: Params = ()) -> Row | None:
@@ -209,7 +228,10 @@ class Store:
             self._memo.move_to_end(key)
             return rows
         self.stats.queries += 1
+        started = perf_counter()
         rows = tuple(self._reader.execute(sql, params).fetchall())
+        if Store.on_timed is not None:
+            Store.on_timed(self, "query", sql, perf_counter() - started)
         self._memo[key] = rows
         if len(self._memo) > _MEMO_LIMIT:
             self._memo.popitem(last=False)
@@ -222,8 +244,13 @@ class Store:
         if not self._in_own_tx():
             with self.tx():
                 return self.exec(sql, params)
+        if self.on_call is not None:
+            self.on_call("exec", sql)
         self.stats.writes += 1
+        started = perf_counter()
         cur = self._writer.execute(sql, params)
+        if Store.on_timed is not None:
+            Store.on_timed(self, "exec", sql, perf_counter() - started)
         return cur.rowcount, cur.lastrowid
 
     @contextmanager
@@ -284,7 +311,10 @@ class Store:
         self._lock.acquire()
         batch: _Batch | None = None
         aborted: _Batch | None = None
+        full: _Batch | None = None
         try:
+            if self._batch is not None and self._batch.size >= _BATCH_MAX:
+                full = self._commit_batch()
             if self._batch is None:
                 self._begin()
                 self._batch = _Batch()
@@ -317,8 +347,9 @@ class Store:
         finally:
             self._tx = None
             self._lock.release()
-            if aborted is not None:
-                self._finish_batch(aborted)
+            for finished in (full, aborted):
+                if finished is not None:
+                    self._finish_batch(finished)
         # Acknowledged means durable: return only once the batch is committed.
         batch.committed.wait()
         if batch.error is not None:
@@ -521,6 +552,13 @@ class Store:
                     )
                 continue
             with self.tx():
+                # Another process (a second gunicorn worker on the Redis bus) may have applied
+                # it since we looked: the write lock is ours now, so look again.
+                if self._writer.execute(
+                    "SELECT 1 FROM _orion_migrations WHERE owner = ? AND name = ? AND checksum = ?",
+                    (owner, path.name, checksum),
+                ).fetchone():
+                    continue
                 try:
                     for statement in _statements(sql):
                         self._writer.execute(statement)

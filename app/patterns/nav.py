@@ -16,8 +16,13 @@ def nav(user: User | None, *, admin: bool = False) -> Markup:
             '<a href="/signin">Sign in</a><a href="/signup">Sign up</a></nav>'
         )
     links = [html('<a href="/">Todos</a>')]
+    if admin:  # owners and admins also hold ("manage", "admin:*"): the dashboard (accounts/policy.py)
+        links.append(html('<a href="/admin">Admin</a>'))
     if admin and not user.local:
         links.append(html('<a href="/admin/users">Users</a>'))
+    if admin:  # owners and admins also hold the flags and health grants (accounts/policy.py)
+        links.append(html('<a href="/admin/flags">Flags &amp; health</a>'))
+    links.append(html('<a href="/billing">Billing</a>'))
     if not user.local:
         links.append(html('<a href="/account">Account</a>'))
     banner = Markup("")

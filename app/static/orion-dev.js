@@ -31,6 +31,8 @@ const observer = new MutationObserver((records) => {
   const touched = new Set();
   for (const r of records) {
     if (panel.contains(r.target)) continue;
+    // The panel's own arrival in <body> is not a patch.
+    if (r.type === "childList" && [...r.addedNodes, ...r.removedNodes].every((n) => n === panel)) continue;
     touched.add(r.type === "characterData" ? r.target.parentElement : r.target);
   }
   if (!touched.size) return;

@@ -25,7 +25,10 @@ def free_port() -> int:
 class LiveServer:
     """One app process: ``url``, ``stats()``, ``request()``, ``stop()``."""
 
-    def __init__(self, db: Path, *, env: dict[str, str] | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, db: Path, *, env: dict[str, str] | None = None, port: int | None = None, app: str = "wsgi:app"
+    ) -> None:
+        self.app = app  # what gunicorn serves: a test may serve create_app() plus a blueprint of its own
         self.db = db
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -58,7 +61,7 @@ class LiveServer:
                     "gunicorn.conf.py",
                     "--bind",
                     f"127.0.0.1:{self.port}",
-                    "wsgi:app",
+                    self.app,
                 ],
                 cwd=ROOT,
                 env=self.env,

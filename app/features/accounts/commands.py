@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from flask import request
 
-from app.belt import Ctx, Invalid, Refused, Respond, current_user, require, runtime, sessions, shape
+from app.belt import Ctx, Invalid, Refused, Respond, analytics, current_user, require, runtime, sessions, shape
 from app.belt import passwords as pw
 
 from . import sql
@@ -68,6 +68,7 @@ def sign_up(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
         user_id = sql.insert(ctx.store, data["email"], data["name"] or "", hashed, role)
         ctx.bus.publish(TOPIC)
     _start_session(ctx, respond, user_id)
+    analytics.track("signed_up", subject=user_id)  # the first step of the dashboard's funnel
     respond.redirect("/")
 
 

@@ -28,6 +28,10 @@ GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
         ("view", "users:*"),
         ("manage", "users:*"),
         ("masquerade", "users:*"),
+        ("manage", "flags:*"),  # /admin/flags
+        ("manage", "health:*"),  # /admin/health
+        ("manage", "jobs:*"),  # /admin/jobs
+        ("manage", "admin:*"),  # /admin: the dashboard (traces, logs, health, analytics)
     ),
     "member": (("view", "todos:*"), ("create", "todos:*"), ("edit", "todos:*")),
     "viewer": (("view", "todos:*"),),

@@ -5,5 +5,7 @@ from pathlib import Path
 from .routes import bp
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: The feature flags this slice reads, declared at boot so /admin/flags lists them.
+FLAGS = {"todos.stats": "A stats line under the todo list: how much is done."}
 
-__all__ = ["MIGRATIONS", "bp"]
+__all__ = ["FLAGS", "MIGRATIONS", "bp"]

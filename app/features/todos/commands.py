@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.belt import Ctx, Refused, Respond, require, shape
+from app.belt import Ctx, Refused, Respond, analytics, require, shape
 
 from . import sql
 
@@ -17,19 +17,22 @@ DONE = shape.obj(done=shape.boolean())
 
 
 def add(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
-    require(ctx, "create", "todos:*")
+    user = require(ctx, "create", "todos:*")
     with ctx.store.tx():
         sql.insert(ctx.store, data["title"])
         ctx.bus.publish(TOPIC)
+    analytics.track("todo_added", subject=user.id, tenant=ctx.tenant)  # buffered: never slows the command
     respond.signals(title="")
 
 
 def set_done(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> None:
-    require(ctx, "edit", f"todos:{todo_id}")
+    user = require(ctx, "edit", f"todos:{todo_id}")
     with ctx.store.tx():
         _exists(ctx, todo_id)
         sql.set_done(ctx.store, todo_id, data["done"])
         ctx.bus.publish(TOPIC)
+    if data["done"]:
+        analytics.track("todo_completed", subject=user.id, tenant=ctx.tenant)
 
 
 def rename(ctx: Ctx, data: dict[str, Any], respond: Respond, todo_id: int) -> None:

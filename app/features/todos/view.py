@@ -9,6 +9,8 @@ same form posts through ``@post(..., {contentType: 'form'})`` and the page is ne
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -143,14 +145,56 @@ def status(counts: StatusModel) -> Markup:
     )
 
 
-def page(form: Markup, todos: Markup, counts: Markup, live: Markup) -> Markup:
-    """The body of the todos page."""
+def page(form: Markup, todos: Markup, counts: Markup, live: Markup, extras: Markup = Markup("")) -> Markup:
+    """The body of the todos page (``extras``: the regions gated on a flag or a capability)."""
     return html(
-        '<main class="app"{live}><h1>Todos</h1>{form}{todos}{counts}'
+        '<main class="app"{live}><h1>Todos</h1>{form}{todos}{counts}{extras}'
         '<p class="hint">Open this page in two browsers: every change in one appears in the other.</p>'
         "</main>",
         live=live,
         form=form,
         todos=todos,
         counts=counts,
+        extras=extras,
     )
+
+
+# -- gated on a flag ("todos.stats") and on a capability ("todos.export") -------------------
+
+StatsModel = tuple[int, int] | None
+
+
+def stats_model(rows: Sequence[Row]) -> tuple[int, int]:
+    """(done, total) of a list of todo rows."""
+    return sum(1 for row in rows if row["done"]), len(rows)
+
+
+def stats(model: StatsModel) -> Markup:
+    """The stats line: present while the "todos.stats" flag is on for this viewer."""
+    if model is None:
+        return Markup('<p id="todo-stats" class="stats" hidden></p>')
+    done, total = model
+    share = round(100 * done / total) if total else 0
+    return html('<p id="todo-stats" class="stats">{}% done: {} of {} completed</p>', share, done, total)
+
+
+def export_link(entitled: bool) -> Markup:
+    """The Export link: present when the account's plan includes "todos.export"."""
+    if not entitled:
+        return Markup('<p id="todo-export" class="export" hidden></p>')
+    # Relative, like the stream's URL: the same page works at "/" and under /w/<workspace>/.
+    return Markup('<p id="todo-export" class="export"><a href="todos/export.csv" download>Export (CSV)</a></p>')
+
+
+def export_csv(rows: Sequence[Row]) -> str:
+    """The todos as CSV. A title starting with = + - @ is quoted with ' so that a
+    spreadsheet shows it as text instead of running it as a formula."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "title", "done"])
+    for row in rows:
+        title = row["title"]
+        if title[:1] in ("=", "+", "-", "@", "\t", "\r"):
+            title = "'" + title
+        writer.writerow([row["id"], title, "yes" if row["done"] else "no"])
+    return out.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from app.belt import Store
 
@@ -19,4 +20,19 @@ def membership(directory: Store, user_id: str, key: str) -> str | None:
     return sql.role(directory, user_id, key)
 
 
-__all__ = ["MIGRATIONS", "bp", "membership"]
+def forget(directory: Store, key: str, authz: Any = None) -> int:
+    """Drop workspace ``key`` from the directory (``flask orion tenant delete``).
+
+    Its row and every membership go in one transaction; returns how many rows were dropped.
+    The former members' grants are forgotten, so their open streams here are severed.
+    """
+    with directory.tx():
+        members = sql.member_ids(directory, key)
+        dropped = sql.remove_all_members(directory, key) + sql.delete(directory, key)
+    if authz is not None:
+        for user_id in members:
+            authz.invalidate(user_id)
+    return dropped
+
+
+__all__ = ["MIGRATIONS", "bp", "forget", "membership"]

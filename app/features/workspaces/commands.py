@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
 from app.belt import Ctx, Invalid, Refused, Respond, current_user, runtime, shape
@@ -28,11 +29,18 @@ def create(ctx: Ctx, data: dict[str, Any], respond: Respond) -> None:
     if sql.by_key(ctx.store, key) is not None:
         raise Invalid({"name": f"A workspace called {key!r} exists already: pick another name."})
     tenants = runtime().tenants
-    with ctx.store.tx():
-        sql.insert(ctx.store, key, data["name"])
-        if not user.local:
-            sql.set_member(ctx.store, key, user.id, "owner")
-        ctx.bus.publish(TOPIC)
+    if tenants is not None and tenants.exists(key):
+        # A file with no directory row (deleted without its data, or restored before its row):
+        # opening it would hand its rows to whoever creates the name next.
+        raise Invalid({"name": f"The name {key!r} is not available: pick another name."})
+    try:
+        with ctx.store.tx():
+            sql.insert(ctx.store, key, data["name"])
+            if not user.local:
+                sql.set_member(ctx.store, key, user.id, "owner")
+            ctx.bus.publish(TOPIC)
+    except sqlite3.IntegrityError:  # created a moment ago by someone else
+        raise Invalid({"name": f"A workspace called {key!r} exists already: pick another name."}) from None
     if tenants is not None:
         tenants.store(key, create=True)  # the workspace's own file, migrated
     respond.redirect(f"/w/{key}/")

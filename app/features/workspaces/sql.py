@@ -51,6 +51,15 @@ def set_member(store: Store, key: str, user_id: str | int, role: str) -> None:
     )
 
 
+def member_ids(store: Store, key: str) -> list[str]:
+    return [str(r["user_id"]) for r in store.query("SELECT user_id FROM memberships WHERE workspace = ?", (key,))]
+
+
+def remove_all_members(store: Store, key: str) -> int:
+    count, _ = store.exec("DELETE FROM memberships WHERE workspace = ?", (key,))
+    return count
+
+
 def remove_member(store: Store, key: str, user_id: str | int) -> int:
     count, _ = store.exec("DELETE FROM memberships WHERE workspace = ? AND user_id = ?", (key, user_id))
     return count
