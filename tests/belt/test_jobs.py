@@ -385,7 +385,9 @@ def test_a_worker_process_finds_due_jobs_of_tenants_it_has_not_opened(tmp_path: 
     from app.belt import Tenants
 
     main = prepare(tmp_path / "main.sqlite")
-    tenants = Tenants(tmp_path / "tenants", migrate=lambda store: store.migrate("orion", jobs_worker.MIGRATIONS) and None)
+    tenants = Tenants(
+        tmp_path / "tenants", migrate=lambda store: store.migrate("orion", jobs_worker.MIGRATIONS) and None
+    )
     rt = Runtime(store=main, bus=Bus(), tenant_store=tenants.store, tenant_stores=tenants.open_stores)
     rt.tenants = tenants
     try:
