@@ -39,7 +39,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         store.migrate(_name(feature), feature.MIGRATIONS)
     if cfg["ORION_TENANCY"] == "db":
         app.register_blueprint(workspaces.bp)
-        tenants = belt.Tenants(cfg["ORION_TENANTS_DIR"], migrate=_migrate_workspace, synchronous=cfg["ORION_SYNCHRONOUS"])
+        tenants = belt.Tenants(
+            cfg["ORION_TENANTS_DIR"], migrate=_migrate_workspace,
+            synchronous=cfg["ORION_SYNCHRONOUS"], write_queue=cfg["ORION_WRITE_QUEUE"],
+        )
         tenants.forget = lambda key: workspaces.forget(store, key, rt.authz)  # `flask orion tenant delete`
         rt.tenants, rt.tenant_store, rt.tenant_stores = tenants, tenants.store, tenants.open_stores
         rt.on_shutdown.append(tenants.close_all)

@@ -73,6 +73,7 @@ class Tenants:
         migrate: Callable[[Store], None],
         *,
         synchronous: str = "NORMAL",
+        write_queue: bool = False,
         max_open: int = 64,
         on_open: Callable[[str, Store], None] | None = None,
         forget: Callable[[str], int] | None = None,
@@ -80,6 +81,7 @@ class Tenants:
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self.write_queue = write_queue
         self.migrate = migrate
         self.synchronous = synchronous
         self.max_open = max_open
@@ -122,7 +124,7 @@ class Tenants:
             if not create:
                 raise UnknownTenant(key)
             self.stats.creates += 1
-        store = Store(path, synchronous=self.synchronous)
+        store = Store(path, synchronous=self.synchronous, write_queue=self.write_queue)
         store.tenant = key
         try:
             self.migrate(store)
