@@ -28,7 +28,14 @@ drill: setup-dev  ## the Litestream restore drill: back up under load, restore, 
 
 setup: $(VENV)/.runtime app/static/datastar.js
 
-setup-dev: setup $(VENV)/.dev
+setup-dev: setup $(VENV)/.dev .cache/otlp/.installed
+
+# The OTLP recipe's SDK, kept out of the app's venv (it is the recipe's dependency):
+# tests/recipes/test_otlp.py ships real traces through it.
+.cache/otlp/.installed: requirements-otlp.txt | $(VENV)/bin/python
+	rm -rf .cache/otlp
+	$(BIN)/pip install --quiet --target .cache/otlp -r requirements-otlp.txt
+	touch $@
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
