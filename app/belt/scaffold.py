@@ -130,6 +130,7 @@ SKELETON: tuple[Entry, ...] = (
     Entry("Makefile", "make run, make test, make check", transform=_makefile),
     Entry("requirements.txt", "runtime dependencies, pinned"),
     Entry("requirements-dev.txt", "test and lint dependencies, pinned"),
+    Entry("requirements-otlp.txt", "the OTLP recipe's SDK, pinned (installed into .cache/otlp by make test)"),
     Entry("gunicorn.conf.py", "one gevent worker, never preloaded"),
     Entry("wsgi.py", "gunicorn's entry point"),
     Entry(".flaskenv", "the flask CLI finds create_app (never wsgi.py)"),
