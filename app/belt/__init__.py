@@ -32,6 +32,7 @@ from .boot import install as install
 from .boot import settings as settings
 from .breaker import BREAKERS as BREAKERS
 from .breaker import Breaker as Breaker
+from .breaker import BreakerSnapshot as BreakerSnapshot
 from .breaker import CircuitOpen as CircuitOpen
 from .breaker import breaker as breaker
 from .bus import EVERYTHING as EVERYTHING

@@ -94,6 +94,10 @@ class Snapshot:
     last_error: str | None
 
 
+#: The name the belt exports it under (a health view's model is a sequence of these).
+BreakerSnapshot = Snapshot
+
+
 class Breaker:
     """One dependency's circuit. Use ``breaker(name, ...)`` to get the registered one."""
 

@@ -165,15 +165,7 @@ def command(
                     respond.errors(form, {}, _field_names(validator))
             started = None
             if journal is not None:
-                started = journal.started(
-                    action=name,
-                    actor=_uid(user),
-                    real_actor=_uid(user.real) if user and user.real else None,
-                    target=_target(url_values),
-                    tenant=ctx.tenant,
-                    request_id=ctx.request_id,
-                    client=request.remote_addr,
-                )
+                started = journal.started(action=name, **_who(ctx, user, url_values))
             if rt.entitlement is not None:
                 try:
                     rt.entitlement(ctx, name)
@@ -231,15 +223,7 @@ def _identity(
     if rt.journal is not None:
         try:
             rt.journal.record(
-                action="auth.denied",
-                outcome="denied",
-                reason=f"{name}: {reason}",
-                actor=_uid(user),
-                real_actor=_uid(user.real) if user and user.real else None,
-                target=_target(url_values),
-                tenant=ctx.tenant,
-                request_id=ctx.request_id,
-                client=request.remote_addr,
+                action="auth.denied", outcome="denied", reason=f"{name}: {reason}", **_who(ctx, user, url_values)
             )
         except Exception:
             # The refusal stands without its record: refusing is always safe (nothing happens),
@@ -258,6 +242,18 @@ def _finish(journal: Journal | None, started: int | None, outcome: str, reason: 
         # The effect already happened (or failed) and must not be masked: the started record
         # without an outcome shows up as interrupted, which is the truth we can still tell.
         log.exception("audit: cannot write the outcome of record %s (%s)", started, outcome)
+
+
+def _who(ctx: Ctx, user: User | None, url_values: dict[str, Any]) -> dict[str, Any]:
+    """Who acted on what, from where: the fields every audit record of a command carries."""
+    return {
+        "actor": _uid(user),
+        "real_actor": _uid(user.real) if user and user.real else None,
+        "target": _target(url_values),
+        "tenant": ctx.tenant,
+        "request_id": ctx.request_id,
+        "client": request.remote_addr,
+    }
 
 
 def _uid(user: User | None) -> str | None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 from markupsafe import Markup
 
-from app.belt import Flag, html, join
+from app.belt import BreakerSnapshot, Flag, html, join
 
 # One listener per region: a form's submit becomes a background post of that form.
 _DELEGATE = Markup(
@@ -116,21 +116,7 @@ def _flag_row(i: int, flag: Flag) -> Markup:
 # -- health --------------------------------------------------------------------------------
 
 
-class Breakerish(Protocol):
-    """What the view reads of a breaker's snapshot (``app.belt.breaker.Snapshot``)."""
-
-    name: str
-    state: str
-    failures: int
-    threshold: int
-    cooloff: float
-    calls: int
-    rejections: int
-    changed_at: float
-    last_error: str | None
-
-
-def health(model: tuple[Sequence[Breakerish], bool]) -> Markup:
+def health(model: tuple[Sequence[BreakerSnapshot], bool]) -> Markup:
     """The live health region: every registered breaker, and the demo dependency's controls."""
     breakers, demo_failing = model
     rows = join(_breaker_row(i, b) for i, b in enumerate(breakers))
@@ -153,7 +139,7 @@ def health(model: tuple[Sequence[Breakerish], bool]) -> Markup:
     )
 
 
-def _breaker_row(i: int, b: Breakerish) -> Markup:
+def _breaker_row(i: int, b: BreakerSnapshot) -> Markup:
     reset = Markup("")
     if b.state != "closed":
         reset = html(
