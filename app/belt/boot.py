@@ -40,6 +40,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_DB             the SQLite file (default data/app.sqlite under the project root)
     ORION_SYNCHRONOUS    NORMAL (default) or FULL; see app/belt/store.py for the trade-off
     ORION_HEARTBEAT      seconds between stream heartbeats (default 15)
+    ORION_SEND_TIMEOUT   seconds a write to a viewer may block before it is dropped (default 10)
     ORION_DATASTAR_URL   where pages load the Datastar client (default: our own static copy)
     ORION_MAX_BODY       largest request body in bytes (default 256 KiB)
     ORION_STATS          expose /_orion/stats (default: on in development only)
@@ -76,6 +77,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
         "ORION_DB": env.get("ORION_DB", str(root / "data" / "app.sqlite")),
         "ORION_SYNCHRONOUS": env.get("ORION_SYNCHRONOUS", "NORMAL"),
         "ORION_HEARTBEAT": float(env.get("ORION_HEARTBEAT", "15")),
+        "ORION_SEND_TIMEOUT": float(env.get("ORION_SEND_TIMEOUT", "10")),
         "ORION_DATASTAR_URL": env.get("ORION_DATASTAR_URL", "/static/datastar.js"),
         "MAX_CONTENT_LENGTH": int(env.get("ORION_MAX_BODY", str(256 * 1024))),
         "ORION_AUTH": env.get("ORION_AUTH", "accounts"),
@@ -148,6 +150,7 @@ def install(app: Flask, store: Store, bus: Bus, *, csrf_exempt: Collection[str] 
         bus=bus,
         development=app.config["ORION_ENV"] == "development",
         heartbeat=float(app.config["ORION_HEARTBEAT"]),
+        send_timeout=float(app.config["ORION_SEND_TIMEOUT"]),
     )
     rt.datastar_url = app.config["ORION_DATASTAR_URL"]
     app.extensions["orion"] = rt

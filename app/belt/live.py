@@ -4,15 +4,18 @@ A **region** is ``model(ctx) -> data`` plus ``view(data) -> Html`` plus what wak
 (``topics`` on the bus, ``watch`` Watchables). A **stream** is one SSE connection that carries
 all the regions of a page (browsers allow only 6 HTTP/1.1 connections per origin).
 
-On every wake a stream recomputes each region's model. Equal to what this viewer last saw:
-nothing is sent. Otherwise the render is taken from the shared render cache (renders equal
-distinct models, not viewers) or made once, and one ``datastar-patch-elements`` event goes out
-through this connection's compressor. Reads inside models are memoized by store generation,
-so N viewers waking on one publish run one query.
+Viewers whose streams would be byte for byte the same (same regions, user, tenant and URL)
+share a **lane** (``lane.py``): on every wake it recomputes each region's model once; equal
+to what it last sent, nothing is sent; otherwise the render is taken from the shared render
+cache (renders equal distinct models, not viewers) or made once, one
+``datastar-patch-elements`` event is compressed once, and every stream in the lane writes the
+same bytes. Reads inside models are memoized by store generation, so even viewers in different
+lanes waking on one publish run one query.
 
-Wakes coalesce: a wake is a flag, not a queue. A viewer whose socket is slow sits in its
-write while later wakes only re-set the flag, so it gets fewer, later, complete frames and
-its memory stays bounded.
+Wakes coalesce: a wake is a flag, not a queue, so a burst of publishes makes one frame. A
+viewer whose socket is slow catches up on the compressed entries it missed (a few dozen bytes
+each); one too far behind, or whose socket took nothing for ``ORION_SEND_TIMEOUT`` seconds, is
+dropped and its client reconnects to a fresh render.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from flask import Response, request
 from markupsafe import Markup
 
 from . import canon, dev, sse
-from .bus import Watchable, subscribe_all
+from . import lane as lanes
+from .bus import Watchable
 from .ctx import Ctx
 from .html import html
+from .lane import Lane
 from .runtime import Runtime, request_ctx, runtime
 
 log = logging.getLogger("orion.live")
@@ -44,7 +49,7 @@ View = Callable[[Any], Markup]
 WatchSpec = Watchable | Callable[[Ctx], Watchable]
 
 _RENDER_CACHE_SIZE = 64
-_UNSEEN = object()
+_GOODBYE = sse.comment("server stopping, reconnect").encode()
 # Types whose identity implies their content (a list could be mutated in place and reused).
 _IMMUTABLE = (tuple, frozenset, str, bytes, int, float)
 
@@ -62,6 +67,9 @@ class Region:
     #: its ``finally`` when it closes (a presence store's join and leave).
     on_open: Callable[[Ctx], None] | None = None
     on_close: Callable[[Ctx], None] | None = None
+    #: False when the model reads something of the connection's own beyond the store, the
+    #: user, the tenant and the URL (a header, ``ctx.request_id``): see ``lane.key``.
+    shared: bool = True
     _renders: OrderedDict[Hashable, bytes] = field(default_factory=OrderedDict, repr=False)
     _last: tuple[Any, bytes] | None = field(default=None, repr=False)
 
@@ -74,8 +82,10 @@ class Region:
         # Fast path: memoized reads hand every viewer of one fan-out the very same object,
         # so most lookups need neither a hash nor a comparison of the whole model.
         last = self._last
-        if last is not None and isinstance(model, _IMMUTABLE) and (
-            last[0] is model or (type(model) is tuple and type(last[0]) is tuple and model == last[0])
+        if (
+            last is not None
+            and isinstance(model, _IMMUTABLE)
+            and (last[0] is model or (type(model) is tuple and type(last[0]) is tuple and model == last[0]))
         ):
             # A per-viewer tuple around shared parts ((rows, perms)) compares equal cheaply:
             # tuple equality checks identity element by element before values.
@@ -117,6 +127,7 @@ def region(
     watch: Sequence[WatchSpec] = (),
     on_open: Callable[[Ctx], None] | None = None,
     on_close: Callable[[Ctx], None] | None = None,
+    shared: bool = True,
 ) -> Region:
     """Declare a live region.
 
@@ -125,53 +136,79 @@ def region(
     with equal models share one render; an unhashable model still works, rendered per viewer.
     ``on_open(ctx)`` runs when a viewer's stream opens and ``on_close(ctx)`` when it ends,
     however it ends (the presence pattern joins and leaves there).
+    Viewers with the same user, tenant and stream URL share one model pass and one compressed
+    stream (``lane``); a model that reads anything else of its connection says ``shared=False``.
     """
     if not id or not id.replace("-", "").replace("_", "").isalnum():
         raise ValueError(f"A region id is letters, digits, '-' and '_' (got {id!r}).")
     if isinstance(topics, str):
         raise TypeError(f"topics is a list of topic names; write topics=[{topics!r}].")
     return Region(
-        id=id, model=model, view=view, topics=tuple(topics), watch=tuple(watch), on_open=on_open, on_close=on_close
+        id=id,
+        model=model,
+        view=view,
+        topics=tuple(topics),
+        watch=tuple(watch),
+        on_open=on_open,
+        on_close=on_close,
+        shared=shared,
     )
 
 
 class Stream:
-    """One viewer's SSE connection: the loop that turns wakes into patch events."""
+    """One viewer's SSE connection: writes its lane's entries, and ends on its own terms.
+
+    The lane (``lane.Lane``) does the work every viewer of the same page shares: models,
+    renders, compression. The stream does what is this viewer's alone: its ``on_open`` and
+    ``on_close`` hooks, its authorization and tenant checks on every wake, its position in the
+    lane, and its ending (revoked, server stopping, too slow).
+    """
 
     def __init__(
         self,
         rt: Runtime,
         ctx: Ctx,
         regions: Sequence[Region],
-        encoder: sse.StreamEncoder,
+        encoding: str,
         authorize: Callable[[Ctx], bool] | None,
     ) -> None:
         self.rt = rt
         self.ctx = ctx
         self.regions = tuple(regions)
-        self.encoder = encoder
+        self.encoding = encoding
         self.authorize = authorize
         self.wake = gevent.event.Event()
         self.ending = False
-        self.seen: dict[str, Model] = {}
-        self.dev_html: dict[str, str] = {}  # development: what each region last rendered
-        self.dev_reported: set[str] = set()
+        self.lane: Lane | None = None
+        self.pos = 0  # the lane position this viewer has written up to
         self.socket: socket.socket | None = None
         self.sent = 0  # patch frames sent: the stream's canonical line reports them
-        self.written = time.monotonic()  # when anything was last written (heartbeats count)
+        #: When the write in progress began (0: none): the lane drops a viewer stuck too long.
+        self.blocked_since = 0.0
+        self.aborted: str | None = None
 
     def end(self) -> None:
         """Ask the stream to send its final event and close (shutdown, revocation)."""
         self.ending = True
         self.wake.set()
 
-    def _on_change(self) -> None:
+    def abort(self, why: str) -> None:
+        """Drop a viewer whose socket stopped taking bytes: its blocked write fails at once."""
+        if self.aborted:
+            return
+        self.aborted = why
+        log.info("dropping a live stream of %s: %s", [r.id for r in self.regions], why)
+        sock = self.socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.wake.set()
 
     def events(self) -> Iterator[bytes]:
         rt, ctx = self.rt, self.ctx
         canon.streaming()  # its canonical line is written when it ends
-        unsubscribe = subscribe_all(self._watchables(), self._on_change)
         rt.streams.add(self)
         rt.live.streams_opened += 1
         ctx.store.leases += 1  # tenancy never closes a store a stream is reading
@@ -181,46 +218,106 @@ class Stream:
         opened: list[Region] = []
         try:
             self._open(opened)
-            # A first comment at once, so the headers leave and proxies see a live stream.
-            yield self._send(sse.comment("orion live"))
-            while not self.ending:
-                self.wake.clear()
-                if (self.authorize is not None and not self.authorize(ctx)) or self._tenant_gone():
-                    # Severed: the viewer sees why in place of each region, then the stream ends.
-                    yield self._send(self._revoked()) + self.encoder.close()
+            if self.ending:
+                yield self._alone(_GOODBYE)
+                self._no_keepalive()
+                return
+            if self._refused():
+                yield self._alone(self._revoked())
+                return
+            try:
+                lane = self._join()
+            except Exception as exc:
+                # A model or view failed: say so (in development, on the page), then end the
+                # stream; the client reconnects for a fresh complete render.
+                log.exception("live stream %s failed", [r.id for r in self.regions])
+                canon.failed(exc)
+                overlay = b""
+                if rt.development:
+                    overlay = dev.exception_overlay_event(exc, f"live regions {[r.id for r in self.regions]}").encode()
+                yield self._alone(overlay)
+                return
+            opening = True
+            while True:
+                # Before writing anything new, this viewer's own checks: a revoked viewer never
+                # receives the frame the lane made for the others.
+                if self.aborted:
+                    canon.add(dropped=self.aborted)
                     return
-                try:
-                    frame = self._frame()
-                except Exception as exc:
-                    # A model or view failed: say so (in development, on the page), then end the
-                    # stream; the client reconnects for a fresh complete render.
-                    log.exception("live stream %s failed", [r.id for r in self.regions])
-                    canon.failed(exc)
-                    if rt.development:
-                        overlay = dev.exception_overlay_event(exc, f"live regions {[r.id for r in self.regions]}")
-                        yield self._send(overlay) + self.encoder.close()
-                    return
-                if frame:
-                    self.sent += 1
-                    yield self._send(frame)
                 if self.ending:
-                    break
-                if self.wake.wait(timeout=max(0.0, self.written + rt.heartbeat - time.monotonic())):
-                    rt.live.wakes += 1
-                if time.monotonic() - self.written >= rt.heartbeat:
-                    # The heartbeat is the only way a WSGI server notices a dead client: sent
-                    # whenever nothing was written for that long, however often wakes came (a
-                    # region watching a ticker with an unchanged model writes nothing).
-                    yield self._send(sse.comment("hb"))
-            # Shutdown: say so, then close cleanly; the client reconnects (retry: 'always').
-            yield self._send(sse.comment("server stopping, reconnect")) + self.encoder.close()
-            self._no_keepalive()
+                    # Shutdown: say so, then close cleanly; the client reconnects (retry: 'always').
+                    yield self._counted(lane.farewell(_GOODBYE), len(_GOODBYE), 1)
+                    self._no_keepalive()
+                    return
+                if lane.failure is not None:
+                    yield lane.farewell(lane.failure)
+                    return
+                if not opening and self._refused():  # (the opening was checked before joining)
+                    # Severed: the viewer sees why in place of each region, then the stream ends.
+                    yield lane.farewell(self._revoked())
+                    return
+                got = lane.read(self.pos)
+                if got is None:
+                    canon.add(dropped="backlog")
+                    yield lane.farewell(sse.comment("too far behind, reconnect").encode())
+                    return
+                data, raw, entries, frames = got
+                if data:
+                    self.pos = lane.end
+                    self.sent += frames
+                    self._counted(data, raw, entries)
+                    self.blocked_since = time.monotonic()
+                    yield data
+                    self.blocked_since = 0.0
+                opening = False
+                self.wake.wait()
+                self.wake.clear()
         finally:
             canon.add(regions=[r.id for r in self.regions], events=self.sent)
-            unsubscribe()
+            if self.lane is not None:
+                self.lane.leave(self)
             self._close(opened)
             ctx.store.leases -= 1
             rt.streams.discard(self)
+
+    def _join(self) -> Lane:
+        """Join the lane of viewers identical to this one, opening one if none takes newcomers."""
+        rt = self.rt
+        lane_key = lanes.key(self.ctx, self.regions, self.encoding, self.authorize)
+        lane = rt.lanes.get(lane_key)
+        if lane is None or not lane.joinable:
+            lane = Lane(rt, lane_key, self.ctx, self.regions, self.encoding)
+            lane.open()
+            rt.lanes[lane_key] = lane
+        self.lane = lane
+        self.pos = lane.join(self)
+        return lane
+
+    def _refused(self) -> bool:
+        """This viewer may no longer see these regions, or its workspace is gone."""
+        return (self.authorize is not None and not self.authorize(self.ctx)) or self._tenant_gone()
+
+    def _alone(self, text: bytes) -> bytes:
+        """A whole stream of its own, greeting and ``text``: for endings before any lane."""
+        encoder = sse.StreamEncoder(self.encoding)
+        raw = sse.comment("orion live").encode() + text
+        out = encoder.encode(raw) + encoder.close()
+        self._count(raw, out, 1)
+        return out
+
+    def _counted(self, data: bytes, raw: int, entries: int) -> bytes:
+        """``data``, counted in the fan-out figures (``/_orion/stats``)."""
+        live = self.rt.live
+        live.events += entries
+        live.raw_bytes += raw
+        live.wire_bytes += len(data)
+        return data
+
+    def _count(self, raw: bytes, out: bytes, entries: int) -> None:
+        live = self.rt.live
+        live.events += entries
+        live.raw_bytes += len(raw)
+        live.wire_bytes += len(out)
 
     def _open(self, opened: list[Region]) -> None:
         """Run each region's ``on_open``; ``opened`` records whose ``on_close`` is owed."""
@@ -258,41 +355,6 @@ class Stream:
             except OSError:
                 pass
 
-    def _watchables(self) -> list[Watchable]:
-        """What wakes this stream: each distinct topic once, then every watched thing."""
-        topics = dict.fromkeys(t for r in self.regions for t in r.topics)
-        watchables: list[Watchable] = [self.ctx.bus.topic(t) for t in topics]
-        for r in self.regions:
-            for spec in r.watch:
-                watchables.append(spec if isinstance(spec, Watchable) else spec(self.ctx))
-        return watchables
-
-    def _frame(self) -> bytes:
-        chunks = []
-        for r in self.regions:
-            model = r.model(self.ctx)
-            seen = self.seen.get(r.id, _UNSEEN)
-            if seen is model or (seen is not _UNSEEN and seen == model):
-                self.rt.live.unchanged += 1
-                if self.rt.development:
-                    chunks.append(self._oracle(r, model))
-                continue
-            self.seen[r.id] = model
-            chunks.append(r.event(model, self.rt.live))
-            if self.rt.development:
-                self.dev_html[r.id] = str(r.view(model))
-        return b"".join(chunks)
-
-    def _oracle(self, r: Region, model: Model) -> bytes:
-        """Development only: an equal model must render the same HTML, or the view is impure."""
-        again = str(r.view(model))
-        if self.dev_html.get(r.id, again) == again or r.id in self.dev_reported:
-            return b""
-        self.dev_reported.add(r.id)
-        message = dev.impure_message(r.id)
-        log.error(message)
-        return dev.overlay_event("The view is not a pure function of its model", message, where=r.id).encode()
-
     def _revoked(self) -> bytes:
         parts = [
             sse.patch_elements(
@@ -306,16 +368,6 @@ class Stream:
         ]
         return b"".join(parts)
 
-    def _send(self, data: bytes | str) -> bytes:
-        self.written = time.monotonic()
-        raw = data.encode() if isinstance(data, str) else data
-        out = self.encoder.encode(raw)
-        live = self.rt.live
-        live.events += 1
-        live.raw_bytes += len(raw)
-        live.wire_bytes += len(out)
-        return out
-
 
 def stream(
     regions: Sequence[Region],
@@ -328,8 +380,7 @@ def stream(
     if ctx is None:
         ctx = request_ctx()
     encoding = sse.negotiate(request.headers.get("Accept-Encoding"))
-    encoder = sse.StreamEncoder(encoding)
-    live_stream = Stream(rt, ctx, regions, encoder, authorize)
+    live_stream = Stream(rt, ctx, regions, encoding, authorize)
     live_stream.socket = request.environ.get("gunicorn.socket")
     headers = dict(sse.SSE_HEADERS)
     headers["Vary"] = "Accept-Encoding"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .authz import Authz
     from .entitlements import Billing, Entitlements
     from .flags import Flags
+    from .lane import Lane
     from .live import Stream
 
 log = logging.getLogger("orion")
@@ -52,7 +53,11 @@ class Runtime:
     bus: Bus
     development: bool = False
     heartbeat: float = 15.0
+    #: Seconds a write to a viewer may stay blocked before the viewer is dropped.
+    send_timeout: float = 10.0
     streams: set[Stream] = field(default_factory=set)
+    #: The lane taking newcomers, per lane key (``lane.key``).
+    lanes: dict[Hashable, Lane] = field(default_factory=dict)
     live: LiveStats = field(default_factory=LiveStats)
     started: float = field(default_factory=time.time)
     stopping: bool = False

@@ -324,6 +324,7 @@ class StreamEncoder:
         self._closed = False
         self._compress: Callable[[bytes], bytes]
         self._finish: Callable[[], bytes]
+        self._farewell: Callable[[bytes], bytes]
         if encoding == "br":
             if not 0 <= quality <= 11:
                 raise ValueError(f"brotli quality {quality!r} is out of range; use 0 to 11.")
@@ -332,14 +333,22 @@ class StreamEncoder:
             compressor = brotli.Compressor(quality=quality, lgwin=lgwin)
             self._compress = lambda data: compressor.process(data) + compressor.flush()
             self._finish = compressor.finish
+            self._farewell = _brotli_stored_ending
         elif encoding == "gzip":
             # wbits=31: the gzip container, which is what "Content-Encoding: gzip" means.
             deflate = zlib.compressobj(level=6, wbits=31)
             self._compress = lambda data: deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
             self._finish = deflate.flush
+
+            def gzip_farewell(data: bytes) -> bytes:
+                ending = deflate.copy()
+                return ending.compress(data) + ending.flush()
+
+            self._farewell = gzip_farewell
         elif encoding == "identity":
             self._compress = bytes
             self._finish = bytes
+            self._farewell = bytes
         else:
             raise ValueError(
                 f"encoding {encoding!r} is not supported; use one of {ENCODINGS}"
@@ -356,6 +365,28 @@ class StreamEncoder:
         self.wire_bytes += len(out)
         return out
 
+    def farewell(self, text: str | bytes) -> bytes:
+        """The bytes that end *a copy* of this stream with ``text``, leaving the encoder as it was.
+
+        Live streams whose viewers saw byte-identical histories share one encoder (see
+        ``live.Lane``); when one of them must end on its own words (access revoked, the server
+        stopping) while the others go on, these bytes finish that viewer's stream from the
+        shared state. For brotli they are stored (uncompressed) meta-blocks and the empty last
+        one: every ``encode`` ends in a flush, which byte-aligns the stream, and a stored block
+        depends on no decoder state, so it is valid after any of them. For gzip a copy of the
+        deflate state finishes; identity needs nothing.
+
+        >>> shared = StreamEncoder("br")
+        >>> start = shared.encode(comment("hello"))
+        >>> import brotli
+        >>> brotli.decompress(start + shared.farewell(comment("bye")))
+        b': hello\\n\\n: bye\\n\\n'
+        """
+        if self._closed:
+            raise RuntimeError("This StreamEncoder is closed; make a new one for a new stream.")
+        data = text.encode() if isinstance(text, str) else text
+        return self._farewell(data)
+
     def close(self) -> bytes:
         """Finish the stream; return its last bytes (empty if already closed)."""
         if self._closed:
@@ -364,3 +395,20 @@ class StreamEncoder:
         out = self._finish()
         self.wire_bytes += len(out)
         return out
+
+
+# A brotli meta-block header (RFC 7932 §9.2) for a stored block of up to 2**16 bytes: ISLAST=0,
+# MNIBBLES=4 (code 0), MLEN-1 in 16 bits, ISUNCOMPRESSED=1, then zero bits to the byte boundary.
+_STORED_MAX = 1 << 16
+_LAST_EMPTY = b"\x03"  # ISLAST=1, ISLASTEMPTY=1: the stream ends
+
+
+def _brotli_stored_ending(data: bytes) -> bytes:
+    """``data`` as stored brotli meta-blocks, then the end of the stream."""
+    out = bytearray()
+    for start in range(0, len(data), _STORED_MAX):
+        block = data[start : start + _STORED_MAX]
+        out += (((len(block) - 1) << 3) | (1 << 19)).to_bytes(3, "little")
+        out += block
+    out += _LAST_EMPTY
+    return bytes(out)

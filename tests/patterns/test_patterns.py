@@ -36,7 +36,7 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
 def viewer(rt: Runtime, regions: list[Region], name: str) -> tuple[Stream, gevent.Greenlet]:
     ctx = rt.ctx()
     ctx.user, ctx.extra["auth_resolved"] = User(id=name.lower(), email=f"{name}@x", name=name), True
-    stream = Stream(rt, ctx, regions, StreamEncoder("identity"), None)
+    stream = Stream(rt, ctx, regions, "identity", None)
     return stream, gevent.spawn(lambda: [None for _ in stream.events()])
 
 
@@ -91,7 +91,7 @@ def test_a_region_whose_on_open_fails_still_closes_the_ones_opened_before(rt: Ru
         on_open=fail,
         on_close=lambda ctx: calls.append("close b"),
     )
-    stream = Stream(rt, rt.ctx(), [first, second], StreamEncoder("identity"), None)
+    stream = Stream(rt, rt.ctx(), [first, second], "identity", None)
     with pytest.raises(RuntimeError, match="cannot open"):
         next(stream.events())
     assert calls == ["open a", "close a"]
