@@ -20,6 +20,7 @@ dropped and its client reconnects to a fresh render.
 
 from __future__ import annotations
 
+import _socket
 import json
 import logging
 import socket
@@ -200,8 +201,15 @@ class Stream:
         log.info("dropping a live stream of %s: %s", [r.id for r in self.regions], why)
         sock = self.socket
         if sock is not None:
+            # Shut the connection down under gevent's feet: gevent's own shutdown() would cancel
+            # the blocked write with EBADF, which gunicorn logs as a socket error; on the bare
+            # descriptor, the pending write wakes to EPIPE, which it ignores.
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                raw = _socket.socket(fileno=sock.fileno())
+                try:
+                    raw.shutdown(socket.SHUT_RDWR)
+                finally:
+                    raw.detach()
             except OSError:
                 pass
         self.wake.set()

@@ -43,3 +43,35 @@ def test_a_vanished_client_is_cleaned_up_within_a_heartbeat(server: LiveServer) 
     server.wait_for(
         lambda s: s["streams"] == 0 and s["subscribers"] == baseline, timeout=2.0, what="the stream's cleanup"
     )
+
+
+def test_a_viewer_that_stops_reading_is_dropped_and_the_others_keep_up(start_server) -> None:  # type: ignore[no-untyped-def]
+    import socket
+    import time
+
+    server = start_server(env={"ORION_SEND_TIMEOUT": "1", "ORION_HEARTBEAT": "1"})
+    for i in range(40):  # a list of ~8 KB, sent uncompressed below: the buffers fill fast
+        assert post(server, "/todos", {"title": f"row {i} " + "x" * 150}) == 200
+    stuck = socket.create_connection(("127.0.0.1", server.port))
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /todos/live HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
+    try:
+        with SSEClient(server.url + "/todos/live", encoding="identity") as reader:
+            reader.wait_for(lambda e: "todo-list" in e.elements)
+            server.wait_for(lambda s: s["streams"] == 2, what="both streams")
+            k = 0
+            # Each rename rewrites the whole list (~8 KB, identity): the stuck socket's buffers
+            # fill within a few dozen; then its write blocks, and after 1 s it is dropped.
+            deadline = time.monotonic() + 30
+            while server.stats()["streams"] == 2:
+                assert time.monotonic() < deadline, "the viewer that never reads was never dropped"
+                assert post(server, "/todos/1/rename", {"title": f"renamed {k}"}) in (200, 204)
+                reader.wait_for(lambda e, k=k: f"renamed {k}" in e.elements)  # the reader keeps up
+                k += 1
+                time.sleep(0.02)
+            assert post(server, "/todos/1/rename", {"title": "after the drop"}) in (200, 204)
+            reader.wait_for(lambda e: "after the drop" in e.elements)
+            assert server.stats()["streams"] == 1
+    finally:
+        stuck.close()
+    assert "Traceback" not in server.log(), server.log()[-3000:]
