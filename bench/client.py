@@ -1,17 +1,26 @@
 """The load client: N real SSE viewers and the poster, in one gevent process of their own.
 
     python -m bench.client --url http://127.0.0.1:8000 --viewers 1000 --updates 30
+    python -m bench.client --url http://127.0.0.1:8001 --viewers 100 --workload B --encoding identity
 
-Each viewer is a raw gevent socket: it sends ``GET /todos/live`` with ``Accept-Encoding: br``,
-parses the chunked transfer coding itself (http.client is far too slow for thousands of
-connections), feeds every chunk to its own ``brotli.Decompressor`` and looks for the current
-update's marker in the decoded bytes. The arrival time is taken when ``recv`` returns the bytes
-that complete the marker, before decompressing the rest, so the client's own CPU shows up as
-little as possible in the latencies.
+Two workloads (``bench/workloads.py``): **T** (``GET /todos/live``; an update renames one row
+to a title holding the marker) and **B** (``GET /board/live``; an update is ``POST /board/step``
+with the marker, which the board carries as ``data-frame="<marker>"``).
+
+Each viewer is a raw gevent socket: it sends ``GET <path>`` with ``Accept-Encoding: br`` (or
+``identity``, for the peers, which do not compress), parses the chunked transfer coding itself
+(http.client is far too slow for thousands of connections) or, for a response that is not
+chunked, takes the raw stream until the server closes it, feeds the bytes to its own
+``brotli.Decompressor`` (br only) and looks for the current update's marker in the decoded
+bytes. An update has arrived once the event holding its marker is complete (its blank line
+came in: the board's marker is in its first tag, ~100 KB before its end); the time is taken
+when ``recv`` returned those bytes, before they are searched, so the client's own CPU shows up
+as little as possible in the latencies.
 
 The poster lives here too, so that ``time.monotonic()`` before the POST and at each arrival come
-from one clock. Each update renames one row to a title holding a unique marker and waits until
-every viewer has it (or a timeout), then pauses.
+from one clock. Each update posts a unique marker and waits until every viewer has it (or a
+timeout), then pauses. The ``done`` message also carries ``client_cpu_s``: this process's CPU
+seconds (user + system) over the measured updates.
 
 The process talks to ``bench.run`` in JSON lines: it prints ``{"event": "connected"}`` once every
 viewer has its first complete frame, then obeys ``warm`` (warm-up updates, not measured), ``go``
@@ -29,6 +38,8 @@ import resource  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
@@ -37,19 +48,60 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import gevent.lock  # noqa: E402
 
-READY = b'id="todo-list"'  # the first frame is complete once the list region arrived
+from bench.workloads import board_marker  # noqa: E402
+from bench.workloads import todos_marker as marker  # noqa: E402  (the name split_client imports)
 
 
-def marker(k: int) -> str:
-    """The unique title of update ``k`` (the same in the orion and the floor runs)."""
-    return f"Water the plants u{k:04d}x"
+@dataclass(frozen=True)
+class Workload:
+    """What a viewer opens, how an update is posted, and what the client looks for."""
+
+    path: str
+    #: The first frame is complete once this arrived (the region's id).
+    ready: bytes
+    #: Update ``k``'s marker, as the POST sends it.
+    marker: Callable[[int], str]
+    #: The bytes that prove update ``k`` arrived, found in the decoded stream.
+    needle: Callable[[int], bytes]
+
+
+WORKLOADS = {
+    "T": Workload("/todos/live", b'id="todo-list"', marker, lambda k: marker(k).encode()),
+    "B": Workload("/board/live", b'id="board"', board_marker, lambda k: f'data-frame="{board_marker(k)}"'.encode()),
+}
+
+
+def after_needle(needle: bytes, tail: bytes, out: bytes) -> int:
+    """The index in ``out`` just past ``needle``, or -1. ``needle`` may straddle ``tail`` (the
+    previous output's end) and ``out``; ``out`` is never copied whole (a board frame is
+    ~100 KB, for each of thousands of viewers)."""
+    i = out.find(needle)
+    if i >= 0:
+        return i + len(needle)
+    if not tail:
+        return -1
+    joined = tail + out[: len(needle) - 1]
+    i = joined.find(needle)
+    return -1 if i < 0 else i + len(needle) - len(tail)
+
+
+def event_ends(tail: bytes, out: bytes, start: int) -> bool:
+    """Whether the SSE event in progress ends (a blank line) in ``out`` from ``start``.
+
+    An update counts as arrived when its whole event has, not when its marker has: the
+    board's marker is in its first tag, 100 KB before the frame's end.
+    """
+    if out.find(b"\n\n", start) >= 0:
+        return True
+    return start == 0 and out[:1] == b"\n" and tail.endswith(b"\n")
 
 
 class Round:
     """The update every viewer is waiting for now."""
 
-    def __init__(self, viewers: int) -> None:
+    def __init__(self, viewers: int, workload: Workload = WORKLOADS["T"]) -> None:
         self.viewers = viewers
+        self.workload = workload
         self.k = -1
         self.marker = b""
         self.t0 = 0.0
@@ -59,7 +111,7 @@ class Round:
 
     def start(self, k: int) -> None:
         self.k = k
-        self.marker = marker(k).encode()
+        self.marker = self.workload.needle(k)
         self.arrivals = [None] * self.viewers
         self.got = 0
         self.all_in.clear()
@@ -73,11 +125,13 @@ class Round:
 
 
 class Viewer:
-    """One SSE connection: chunked decoding, brotli, marker search."""
+    """One SSE connection: chunked decoding (or a raw stream), brotli (or none), marker search."""
 
     __slots__ = (
+        "armed",
         "capture",
         "chunk_out",
+        "chunked",
         "closed",
         "decompressor",
         "error",
@@ -95,16 +149,19 @@ class Viewer:
         "wire",
     )
 
-    def __init__(self, index: int, rnd: Round, capture: bool) -> None:
+    def __init__(self, index: int, rnd: Round, capture: bool, encoding: str = "br") -> None:
         self.index = index
         self.round = rnd
         self.sock: socket.socket | None = None
-        self.decompressor = brotli.Decompressor()
+        # identity: no decompressor at all (a brotli.Decompressor holds its window, ~100s of KB).
+        self.decompressor = brotli.Decompressor() if encoding == "br" else None
+        self.chunked = True
         self.need = 0  # payload bytes left in the current chunk
         self.skip = 0  # CRLF bytes left after a chunk's payload
         self.pending = b""  # an incomplete chunk-size line
         self.tail = b""  # the end of the previous output, for a marker split across reads
         self.seen_k = -1
+        self.armed = -3  # the target whose needle arrived, its event not yet complete
         self.ready = gevent.event.Event()
         self.wire = 0  # every byte received after the headers (chunk framing included)
         self.payload = 0  # brotli bytes only
@@ -122,7 +179,8 @@ class Viewer:
             self.sock = sock
             sock.sendall(
                 f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
-                "Accept-Encoding: br\r\nDatastar-Request: true\r\n\r\n".encode()
+                f"Accept-Encoding: {'br' if self.decompressor else 'identity'}\r\n"
+                "Datastar-Request: true\r\n\r\n".encode()
             )
             head = b""
             while b"\r\n\r\n" not in head:
@@ -131,27 +189,42 @@ class Viewer:
                     raise ConnectionError("closed before the response headers")
                 head += data
             head, rest = head.split(b"\r\n\r\n", 1)
-            lower = head.lower()
-            if (
-                not head.startswith(b"HTTP/1.1 200")
-                or b"content-encoding: br" not in lower
-                or b"transfer-encoding: chunked" not in lower
-            ):
-                raise ConnectionError(f"unexpected response: {head[:300]!r}")
+            self.check_head(head)
+            # uvicorn chunks; a WSGI stream without Content-Length is chunked by gunicorn too,
+            # but an HTTP/1.0-style raw stream (read until close) is valid HTTP as well.
+            feed = self.feed if self.chunked else self.feed_raw
             if rest:
-                self.feed(rest, time.monotonic())
+                feed(rest, time.monotonic())
+            # Drop every reference to received bytes before waiting again: a frame held by
+            # this frame's locals while it waits is ~100 KB per viewer (identity, board).
+            del head, rest
             recv = sock.recv
-            while True:
-                data = recv(262144)
-                if not data:
-                    break
-                self.feed(data, time.monotonic())
+            while data := recv(262144):
+                feed(data, time.monotonic())
+                del data
         except (OSError, ValueError, brotli.error) as exc:
             if not self.closed:
                 self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.closed = True
             self.ready.set()  # never leave the connect loop waiting on a dead viewer
+
+    def check_head(self, head: bytes) -> None:
+        """Refuse a response that is not a 200 in the encoding asked for; note its framing."""
+        lower = head.lower()
+        encoded = b"content-encoding:" in lower and b"content-encoding: identity" not in lower
+        if self.decompressor is not None:
+            good = b"content-encoding: br" in lower
+        else:
+            good = not encoded
+        if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) or not good:
+            raise ConnectionError(f"unexpected response: {head[:300]!r}")
+        self.chunked = b"transfer-encoding: chunked" in lower
+
+    def feed_raw(self, data: bytes, t: float) -> None:
+        """Consume a stream that is not chunked: every byte is payload."""
+        self.wire += len(data)
+        self.on_payload(data, t)
 
     def feed(self, data: bytes, t: float) -> None:
         """Consume received bytes: chunk sizes, payloads, the CRLF after each payload."""
@@ -186,25 +259,45 @@ class Viewer:
 
     def on_payload(self, data: bytes, t: float) -> None:
         self.payload += len(data)
-        out = self.decompressor.process(data)
-        # brotli 1.2's process() may stop at ~32 KiB of output and keep the rest until it is
-        # called again (google/brotli#1396 and the PRs around it): drain it, or an event's tail
-        # would wait for the next chunk.
-        while more := self.decompressor.process(b""):
-            out += more
+        decompressor = self.decompressor
+        if decompressor is None:
+            out = data
+        else:
+            out = decompressor.process(data)
+            # brotli 1.2's process() may stop at ~32 KiB of output and keep the rest until it is
+            # called again (google/brotli#1396 and the PRs around it): drain it, or an event's
+            # tail would wait for the next chunk.
+            while more := decompressor.process(b""):
+                out += more
         if self.capture is not None:
             self.chunk_out.append(out)
         if not out:
             return
-        rnd = self.round
-        if not self.ready.is_set():
-            if READY in self.tail + out:
-                self.ready.set()
-        elif self.seen_k != rnd.k and rnd.marker in self.tail + out:
-            self.seen_k = rnd.k
-            self.marks.append((rnd.k, self.wire, self.payload))
-            rnd.arrived(self.index, t)
+        self.watch(out, t)
         self.tail = out[-64:]
+
+    def watch(self, out: bytes, t: float) -> None:
+        """Look for the current target in decoded bytes: the first frame (the region's id),
+        then each update's marker; a target is reached when its event is complete."""
+        rnd = self.round
+        ready = self.ready.is_set()
+        if ready and self.seen_k == rnd.k:
+            return
+        target = rnd.k if ready else -2
+        start = 0
+        if self.armed != target:
+            start = after_needle(rnd.marker if ready else rnd.workload.ready, self.tail, out)
+            if start < 0:
+                return
+            self.armed = target
+        if not event_ends(self.tail, out, start):
+            return
+        if not ready:
+            self.ready.set()
+            return
+        self.seen_k = rnd.k
+        self.marks.append((rnd.k, self.wire, self.payload))
+        rnd.arrived(self.index, t)
 
     def on_chunk_end(self) -> None:
         if self.capture is not None:
@@ -223,9 +316,26 @@ class Viewer:
 
 def post_rename(host: str, port: int, todo_id: int, title: str) -> int:
     """POST /todos/<id>/rename as a Datastar action; returns the HTTP status."""
-    body = json.dumps({"title": title}).encode()
+    return post_signals(host, port, f"/todos/{todo_id}/rename", {"title": title})
+
+
+def post_step(host: str, port: int, marker: str) -> int:
+    """POST /board/step (workload B) as a Datastar action; returns the HTTP status."""
+    return post_signals(host, port, "/board/step", {"marker": marker})
+
+
+def post_update(workload: str, host: str, port: int, k: int, rows: int) -> int:
+    """Post update ``k`` of ``workload``: T renames row ``k % rows + 1``, B steps the board."""
+    if workload == "B":
+        return post_step(host, port, board_marker(k))
+    return post_rename(host, port, k % rows + 1, marker(k))
+
+
+def post_signals(host: str, port: int, path: str, signals: dict[str, Any]) -> int:
+    """POST ``signals`` as JSON with ``Datastar-Request: true``; returns the HTTP status."""
+    body = json.dumps(signals).encode()
     request = (
-        f"POST /todos/{todo_id}/rename HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
         "Content-Type: application/json\r\nDatastar-Request: true\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
@@ -272,14 +382,15 @@ def run_updates(
     rows: int,
     pause: float,
     timeout: float,
+    workload: str = "T",
 ) -> dict[str, Any]:
-    """Post one rename per ``k`` and time its arrival at every viewer."""
+    """Post one update per ``k`` and time its arrival at every viewer."""
     per_update: list[dict[str, Any]] = []
     all_ms: list[float] = []
     for k in ks:
         gevent.sleep(pause)
         rnd.start(k)
-        status = post_rename(host, port, k % rows + 1, marker(k))
+        status = post_update(workload, host, port, k, rows)
         answered = time.monotonic()
         rnd.all_in.wait(timeout)
         latencies = [(t - rnd.t0) * 1000 for t in rnd.arrivals if t is not None]
@@ -329,6 +440,12 @@ def _release_when_ready(viewer: Viewer, gate: gevent.lock.BoundedSemaphore) -> N
     gate.release()
 
 
+def cpu_seconds() -> float:
+    """This process's CPU time so far (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def say(**message: Any) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -343,7 +460,9 @@ def read_command() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True)
-    parser.add_argument("--path", default="/todos/live")
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="T")
+    parser.add_argument("--encoding", choices=("br", "identity"), default="br", help="Accept-Encoding sent")
+    parser.add_argument("--path", help="the stream's path (default: the workload's)")
     parser.add_argument("--viewers", type=int, required=True)
     parser.add_argument("--updates", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
@@ -358,8 +477,10 @@ def main(argv: list[str] | None = None) -> None:
     parts = urlsplit(args.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     n = args.viewers
-    rnd = Round(n)
-    viewers = [Viewer(i, rnd, capture=(i == 0 and bool(args.capture))) for i in range(n)]
+    workload = WORKLOADS[args.workload]
+    path = args.path or workload.path
+    rnd = Round(n, workload)
+    viewers = [Viewer(i, rnd, (i == 0 and bool(args.capture)), args.encoding) for i in range(n)]
 
     # Open in a window of `batch` at a time: each waits for its first frame before the next
     # opens, so the server's accept queue never overflows.
@@ -368,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     greenlets = []
     for viewer in viewers:
         gate.acquire()
-        greenlets.append(gevent.spawn(viewer.run, host, port, args.path))
+        greenlets.append(gevent.spawn(viewer.run, host, port, path))
         gevent.spawn(_release_when_ready, viewer, gate)
     for viewer in viewers:
         viewer.ready.wait()
@@ -386,11 +507,16 @@ def main(argv: list[str] | None = None) -> None:
     while True:
         command = read_command()
         if command == "warm":
-            run_updates(viewers, rnd, host, port, range(k, k + args.warmup), args.rows, args.pause, timeout)
+            ks = range(k, k + args.warmup)
+            run_updates(viewers, rnd, host, port, ks, args.rows, args.pause, timeout, args.workload)
             k += args.warmup
             say(event="warm")
         elif command == "go":
-            results = run_updates(viewers, rnd, host, port, range(k, k + args.updates), args.rows, args.pause, timeout)
+            cpu_before = cpu_seconds()
+            ks = range(k, k + args.updates)
+            results = run_updates(viewers, rnd, host, port, ks, args.rows, args.pause, timeout, args.workload)
+            # The client's own CPU over the measured updates (its pauses cost nothing).
+            results["client_cpu_s"] = cpu_seconds() - cpu_before
             k += args.updates
             results["dropped_connections"] = sum(1 for v in viewers if v.closed)
             gevent.sleep(args.pause)  # let the last writes land before the runner samples
@@ -402,7 +528,7 @@ def main(argv: list[str] | None = None) -> None:
                     json.dump(
                         {
                             "chunks": [c.decode() for c in first.capture or []],
-                            "markers": {marker(i): i for i in range(k)},
+                            "markers": {workload.marker(i): i for i in range(k)},
                         },
                         f,
                     )
