@@ -263,6 +263,15 @@ class Lane:
         return watchables
 
     def _frame(self) -> bytes:
+        """The events for every region whose model changed (counting the SQL the models ran)."""
+        stats = self.ctx.store.stats
+        before = stats.queries
+        try:
+            return self._render_changed()
+        finally:
+            self.rt.live.queries += stats.queries - before
+
+    def _render_changed(self) -> bytes:
         chunks = []
         for r in self.regions:
             model = r.model(self.ctx)

@@ -42,6 +42,8 @@ class LiveStats:
     renders: int = 0
     render_hits: int = 0
     unchanged: int = 0
+    #: SQL statements the lanes' models ran (memo misses): one per change however many watch.
+    queries: int = 0
     events: int = 0
     raw_bytes: int = 0
     wire_bytes: int = 0

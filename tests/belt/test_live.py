@@ -192,12 +192,13 @@ def test_fifty_identical_viewers_share_one_lane_one_render_per_region_and_one_qu
     for viewer in opened:
         viewer.wait_for(2)
     assert len({id(viewer.stream.lane) for viewer in opened}) == 1
-    renders, queries = rt.live.renders, rt.store.stats.queries
+    renders, queries, fanout = rt.live.renders, rt.store.stats.queries, rt.live.queries
     add(rt, "milk")
     for viewer in opened:
         assert "<li>milk</li>" in viewer.wait_for(3)[2]
     assert rt.live.renders - renders == 2  # one per region, not one per viewer
     assert rt.store.stats.queries - queries == 1  # both regions read the same list once
+    assert rt.live.queries - fanout == 1  # ...and the fan-out counts it as its own
     assert len({viewer.chunks[2] for viewer in opened}) == 1
 
 
