@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 DATA    := data
 PORT    ?= 8000
 
-.PHONY: run test check bench drill setup setup-dev system clean
+.PHONY: run test check bench drill soak setup setup-dev system clean
 
 run: setup  ## set up, migrate, serve the example app at http://127.0.0.1:$(PORT)
 	mkdir -p $(DATA)
@@ -23,12 +23,21 @@ check: setup-dev  ## lint, types and tests
 bench: setup-dev  ## benchmarks; results land in bench/RESULTS.md (never part of make test)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)  # e.g. BENCH_ARGS=--quick; see bench/README.md
 
+# The benchmark peers' pinned dependencies (bench/peers/), kept out of the app's venv.
+.cache/peers/.installed: bench/requirements-peers.txt | $(VENV)/bin/python
+	rm -rf .cache/peers
+	$(BIN)/pip install --quiet --target .cache/peers -r bench/requirements-peers.txt
+	touch $@
+
 drill: setup-dev  ## the Litestream restore drill: back up under load, restore, verify (deploy/drill.py)
 	$(BIN)/python -m deploy.drill $(DRILL_ARGS)  # e.g. DRILL_ARGS="--rows 20000 --rate 1000"
 
+soak: setup-dev system  ## the soak and fault suite (<= 25 min); figures in RELIABILITY.md
+	$(BIN)/python -m soak.run $(SOAK_ARGS)  # e.g. SOAK_ARGS=--quick or SOAK_ARGS="--only kill9"
+
 setup: $(VENV)/.runtime app/static/datastar.js
 
-setup-dev: setup $(VENV)/.dev .cache/otlp/.installed
+setup-dev: setup $(VENV)/.dev .cache/otlp/.installed .cache/peers/.installed
 
 # The OTLP recipe's SDK, kept out of the app's venv (it is the recipe's dependency):
 # tests/recipes/test_otlp.py ships real traces through it.

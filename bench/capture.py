@@ -1,13 +1,22 @@
 """The events orion sent in a benchmark round, as the load client's viewer 0 decoded them.
 
 ``bench.client --capture PATH`` writes every HTTP chunk of one connection, decoded, with the
-marker title of each update; the floor replays them and ``bench.encoder`` re-compresses them.
+marker of each update (a todo title in workload T, a board's ``data-frame`` in B); the floor
+replays them and ``bench.encoder`` re-compresses them.
 This module imports no gevent, so the runner can use it too.
 """
 
 from __future__ import annotations
 
 import json
+
+
+def window(first_frame: list[bytes]) -> int:
+    """brotli's lgwin for a stream opening with ``first_frame``: orion's rule (``Lane.open`` in
+    app/belt/lane.py), a window that fits the page's regions twice over, 16 to 24: a 28 KB todo
+    list keeps 64 KiB, a 100 KB board gets 256 KiB (and can still see its previous frame)."""
+    size = sum(len(raw) for raw in first_frame)
+    return max(16, min(24, (2 * size + 1024).bit_length()))
 
 
 def load_events(path: str) -> tuple[list[bytes], dict[str, bytes]]:

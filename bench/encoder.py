@@ -1,12 +1,14 @@
 """What one connection's streaming compressor costs on the events orion really sent.
 
-    .venv/bin/python -m bench.encoder bench/out/capture-1000.json
+    .venv/bin/python -m bench.encoder bench/out/capture-T-1000.json
 
-The fan-out benchmark shows that per-viewer compression is most of a delivery's CPU time and
-most of a connection's memory. This replays the captured stream (the first frame, then every
-update's event, exactly as the load client decoded them) through one `StreamEncoder` per
-setting, in this process, with no sockets: microseconds and bytes per update event, and the
-resident memory each live encoder keeps. It is what the choice of quality trades.
+Per-connection compression was most of a fan-out's CPU time and of a connection's memory,
+until viewers with the same stream came to share one compressor (app/belt/lane.py): now it is
+paid once per event, and this table says what that one call costs. This replays the captured
+stream (the first frame, then every update's event, exactly as the load client decoded them)
+through one `StreamEncoder` per setting, in this process, with no sockets: microseconds and
+bytes per update event, and the resident memory each live encoder keeps. It is what the choice
+of quality and window trades.
 """
 
 from __future__ import annotations
@@ -19,16 +21,26 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]  # psutil ships no type hints
 
 from app.belt.sse import StreamEncoder
-from bench.capture import load_events
+from bench.capture import load_events, window
 
-SETTINGS: list[tuple[str, str, int, int]] = [
-    ("brotli q5 lgwin16 (orion's default)", "br", 5, 16),
-    ("brotli q4 lgwin16", "br", 4, 16),
-    ("brotli q3 lgwin16", "br", 3, 16),
-    ("brotli q2 lgwin16", "br", 2, 16),
-    ("brotli q5 lgwin18", "br", 5, 18),
-    ("streaming gzip -6", "gzip", 5, 16),
-]
+
+def settings(lgwin: int) -> list[tuple[str, str, int, int]]:
+    """The settings compared: orion's (quality 5, the window it picks for this stream), lower
+    qualities at that window, a larger window, brotli's 64 KiB default when orion's is larger
+    (a region bigger than the window cannot reuse its previous frame), and streaming gzip."""
+    rows = [
+        (f"brotli q5 lgwin{lgwin} (orion's)", "br", 5, lgwin),
+        (f"brotli q4 lgwin{lgwin}", "br", 4, lgwin),
+        (f"brotli q3 lgwin{lgwin}", "br", 3, lgwin),
+        (f"brotli q2 lgwin{lgwin}", "br", 2, lgwin),
+        (f"brotli q5 lgwin{lgwin + 2}", "br", 5, lgwin + 2),
+    ]
+    if lgwin != 16:
+        rows.append(("brotli q5 lgwin16", "br", 5, 16))
+    rows.append(("streaming gzip -6", "gzip", 5, 16))
+    return rows
+
+
 RUNS = 3
 COLD = 300  # encoders taking turns, as a fan-out's connections do; also the memory sample
 COLD_EVENTS = 5
@@ -48,7 +60,8 @@ def measure(capture: str) -> dict[str, Any]:
     warm = events[: len(events) - len(steady)]
     process = psutil.Process()
     rows = []
-    for name, encoding, quality, lgwin in SETTINGS:
+    lgwin_orion = window(initial)
+    for name, encoding, quality, lgwin in settings(lgwin_orion):
         best = float("inf")
         sizes: list[int] = []
         first = 0
@@ -90,12 +103,18 @@ def measure(capture: str) -> dict[str, Any]:
             }
         )
     raw = sum(len(e) for e in steady) / len(steady)
-    return {"raw_bytes_per_event": raw, "events": len(steady), "cold_encoders": COLD, "rows": rows}
+    return {
+        "raw_bytes_per_event": raw,
+        "events": len(steady),
+        "cold_encoders": COLD,
+        "lgwin": lgwin_orion,
+        "rows": rows,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    result = measure(args[0] if args else "bench/out/capture-1000.json")
+    result = measure(args[0] if args else "bench/out/capture-T-1000.json")
     print(f"{result['events']} update events, {result['raw_bytes_per_event']:.0f} B raw each")
     for row in result["rows"]:
         print(
