@@ -12,7 +12,7 @@ import json
 
 
 def window(first_frame: list[bytes]) -> int:
-    """brotli's lgwin for a stream opening with ``first_frame``: orion's rule (``Lane.open`` in
+    """brotli's lgwin for a stream opening with ``first_frame``: orion's rule (``lane.window`` in
     app/belt/lane.py), a window that fits the page's regions twice over, 16 to 24: a 28 KB todo
     list keeps 64 KiB, a 100 KB board gets 256 KiB (and can still see its previous frame)."""
     size = sum(len(raw) for raw in first_frame)

@@ -84,6 +84,13 @@ def key(ctx: Ctx, regions: Sequence[Region], encoding: str, authorize: Callable[
     )
 
 
+def window(size: int) -> int:
+    """brotli's lgwin for a stream whose first frame is ``size`` bytes: a window that fits the
+    regions twice over (they grow), within brotli's 16 to 24: a 28 KB list keeps brotli's
+    64 KiB default, a 100 KB board gets 256 KiB and still sees its previous frame."""
+    return max(16, min(24, (2 * size + 1024).bit_length()))
+
+
 class Lane:
     """The shared half of every stream in it: one model pass, one render, one compression."""
 
@@ -125,10 +132,7 @@ class Lane:
         try:
             frame = self._frame()
             greeting = sse.comment("orion live").encode()
-            # The window fits the region twice over (it grows), within brotli's limits: a
-            # 28 KB list keeps brotli's 64 KiB default, a 100 KB board gets 256 KiB.
-            lgwin = max(16, min(24, (2 * len(frame) + 1024).bit_length()))
-            self.encoder = sse.StreamEncoder(self.encoding, lgwin=lgwin)
+            self.encoder = sse.StreamEncoder(self.encoding, lgwin=window(len(frame)))
             self._append(greeting + frame, is_frame=bool(frame))
         except BaseException:
             self.close()
