@@ -20,6 +20,16 @@ Platform facts this module is built on (measured on the target machine, see DESI
   the process (the WAL is in the OS page cache); only an OS crash or power loss can lose the
   last commits, never corrupt the file. It saves an fsync per commit on the hub. Set
   ``synchronous="FULL"`` for fsync-per-commit durability.
+* **Checkpoints run off the hub.** SQLite's automatic checkpoint runs inside the COMMIT that
+  takes the WAL past 1,000 pages: it copies the WAL into the database and fsyncs, on the hub,
+  for as long as the WAL is big (65-150 ms measured with 20-40 MB left by another process,
+  soak/hub_liveness.py). The writer turns it off (``wal_autocheckpoint=0``); after a commit
+  that finds the WAL past the same size, a ``PRAGMA wal_checkpoint(PASSIVE)`` runs on
+  gevent's thread pool on a connection of its own. PASSIVE never waits for a lock and never
+  blocks a writer, so commits go on meanwhile. The WAL restarts from its beginning (stops
+  growing) only at a write that finds it fully checkpointed, so the thread repeats while
+  commits land during its pass; if they never stop landing, the next committer keeps the
+  write lock for one more pass on the pool (writers wait a few ms; the hub never does).
 
 **The write queue** (``Store(path, write_queue=True)``, ORION_WRITE_QUEUE=1): group commit.
 The transactions of one hub tick share one SQLite transaction and one fsync. Each ``tx()``
@@ -39,6 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import sqlite3
 import weakref
@@ -53,9 +64,11 @@ from typing import Any, ClassVar
 import gevent
 import gevent.event
 import gevent.lock
+from gevent.monkey import get_original
 from greenlet import getcurrent
 
 log = logging.getLogger("orion.store")
+_os_sleep: Callable[[float], None] = get_original("time", "sleep")
 
 Row = sqlite3.Row
 Params = Sequence[Any] | dict[str, Any]
@@ -65,6 +78,15 @@ _MEMO_LIMIT = 512
 #: A batch this full commits before the next transaction joins: a burst of thousands of
 #: writes in one tick then waits for a few commits of ~1,000, not one huge one.
 _BATCH_MAX = 1000
+#: SQLite's own automatic checkpoint threshold (pages of the WAL), kept, but run off the hub.
+_CHECKPOINT_PAGES = 1000
+#: Once the WAL file is past the threshold, checkpoint again after this many commits or
+#: seconds, or when the file has grown by the threshold: a WAL that restarted from its
+#: beginning fills with frames without growing the file, and its size is all we can see.
+_CHECKPOINT_COMMITS = 250
+_CHECKPOINT_EVERY = 1.0
+#: Passes the thread makes while commits land during them, before the writer finishes up.
+_CHECKPOINT_PASSES = 4
 _open_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 
 
@@ -110,6 +132,11 @@ class Stats:
     #: Write queue: group commits made, and the transactions they carried.
     batches: int = 0
     batched: int = 0
+    #: WAL checkpoints run off the hub (see the module's docstring), and those that failed.
+    checkpoints: int = 0
+    checkpoint_errors: int = 0
+    #: Final passes a committer held the write lock for, because commits kept landing.
+    checkpoint_catch_ups: int = 0
 
 
 class Store:
@@ -162,6 +189,17 @@ class Store:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._writer = self._connect(self.path, synchronous.upper())
         self._reader = self._connect(self.path, synchronous.upper())
+        # The writer never checkpoints inside a COMMIT on the hub: _maybe_checkpoint does it
+        # on the thread pool, on a third connection opened there on first use.
+        self._writer.execute("PRAGMA wal_autocheckpoint = 0")
+        self._checkpoint_bytes = _CHECKPOINT_PAGES * int(self._writer.execute("PRAGMA page_size").fetchone()[0])
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpointing = False  # set on the hub, cleared by the thread when it is done
+        self._checkpoint_error: BaseException | None = None
+        self._checkpoint_catch_up = False  # set by the thread: the writer checkpoints the rest
+        self._checkpointed_at = 0.0
+        self._checkpointed_size = 0
+        self._commits_unchecked = 0  # commits since the last checkpoint started
         self._lock = gevent.lock.RLock()
         self._tx: _Tx | None = None
         #: Group commit: on, the batch now open (None: no write since the last commit), and
@@ -298,6 +336,7 @@ class Store:
                 self.stats.rollbacks += 1
                 raise
             self.stats.commits += 1
+            self._maybe_checkpoint()
         finally:
             self._tx = None
             self._lock.release()
@@ -379,6 +418,7 @@ class Store:
             self.stats.commits += 1
             self.stats.batches += 1
             self.stats.batched += batch.size
+            self._maybe_checkpoint()
         return batch
 
     def _abort_batch(self, exc: BaseException) -> _Batch | None:
@@ -487,6 +527,96 @@ class Store:
                 self._writer.execute("ROLLBACK")
             raise
 
+    # -- checkpoints, off the hub ---------------------------------------------------------------
+
+    def _maybe_checkpoint(self) -> None:
+        """After a commit: start a PASSIVE checkpoint on the thread pool if the WAL has grown.
+
+        Costs one ``stat`` on the hub. The thread clears ``_checkpointing`` itself (a plain
+        attribute), so this works in a process whose hub never runs (a CLI, a script). Never
+        raises an error: the commit before it stands, and a checkpoint is only housekeeping.
+        """
+        try:
+            self._checkpoint_if_due()
+        except Exception:
+            log.exception("could not start a WAL checkpoint of %s", self.path)
+
+    def _checkpoint_if_due(self) -> None:
+        self._commits_unchecked += 1
+        if self._checkpointing:
+            return
+        error, self._checkpoint_error = self._checkpoint_error, None
+        if error is not None:
+            self.stats.checkpoint_errors += 1
+            log.warning("WAL checkpoint of %s failed (retried after the next commits): %s", self.path, error)
+        if self._checkpoint_catch_up and getcurrent() is not gevent.get_hub():
+            # Commits kept landing during the thread's passes, so the WAL never got to restart.
+            # This greenlet holds the write lock: one more pass on the pool now copies what
+            # is left while no commit can land. Writers wait for it; the hub does not.
+            self._checkpoint_catch_up = False
+            self.stats.checkpoint_catch_ups += 1
+            self._checkpointing = True
+            try:
+                gevent.get_hub().threadpool.apply(self._checkpoint, (1, True))
+            except Exception:
+                self._checkpointing = False  # never started (the thread clears it otherwise)
+                raise
+            return
+        try:
+            size = os.stat(self.path + "-wal").st_size
+        except OSError:
+            return
+        now = perf_counter()
+        if size < self._checkpoint_bytes:
+            return
+        if (
+            size < self._checkpointed_size + self._checkpoint_bytes
+            and now - self._checkpointed_at < _CHECKPOINT_EVERY
+            and self._commits_unchecked < _CHECKPOINT_COMMITS
+        ):
+            return
+        self._checkpointed_at, self._checkpointed_size, self._commits_unchecked = now, size, 0
+        self._checkpointing = True
+        try:
+            gevent.get_hub().threadpool.spawn(self._checkpoint)
+        except BaseException:
+            self._checkpointing = False
+            raise
+
+    def _checkpoint(self, passes: int = _CHECKPOINT_PASSES, final: bool = False) -> None:
+        """On a pool thread: copy the WAL into the database as far as readers allow.
+
+        Repeats while commits land during a pass; if they never stop, asks the writer to hold
+        them for one ``final`` pass (``_checkpoint_catch_up``).
+        """
+        try:
+            if self._checkpointer is None:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                self._checkpointer = conn
+            last = -1
+            for _ in range(passes):
+                _busy, frames, _done = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                self.stats.checkpoints += 1
+                if frames == last:  # nothing landed during the last pass: caught up
+                    break
+                last = frames
+            else:
+                self._checkpoint_catch_up = not final
+        except BaseException as exc:  # reported on the hub by the next _maybe_checkpoint
+            self._checkpoint_error = exc
+        finally:
+            self._checkpointing = False
+
+    def _close_checkpointer(self) -> None:
+        # A checkpoint in flight is bounded by the WAL's size; wait on a real sleep, which works
+        # whichever greenlet (or none) is closing the store.
+        while self._checkpointing:
+            _os_sleep(0.002)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the current greenlet's transaction commits; now if none."""
         if self._in_own_tx():
@@ -593,6 +723,7 @@ class Store:
                 self._writer.execute("PRAGMA optimize")
             except sqlite3.Error:
                 pass
+            self._close_checkpointer()
             self._writer.close()
             self._reader.close()
         _open_stores.discard(self)

@@ -1,0 +1,1 @@
+"""The soak and fault suite: `python -m soak.run` (see soak/run.py), figures in RELIABILITY.md."""
