@@ -43,6 +43,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_SEND_TIMEOUT   seconds a write to a viewer may block before it is dropped (default 10)
     ORION_DATASTAR_URL   where pages load the Datastar client (default: our own static copy)
     ORION_MAX_BODY       largest request body in bytes (default 256 KiB)
+    ORION_BODY_TIMEOUT   seconds a command's request body may take to arrive (default 30; then 408)
     ORION_STATS          expose /_orion/stats (default: on in development only)
     ORION_PROXIES        how many reverse proxies sit in front (trust that many X-Forwarded-* hops;
                          default 0). Needed for HTTPS detection (Secure, __Host- cookies) behind TLS.
@@ -110,6 +111,7 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     cfg.setdefault("ORION_JOB_WORKERS", int(env.get("ORION_JOB_WORKERS", "2")))
     cfg.setdefault("ORION_IDEMPOTENCY", env.get("ORION_IDEMPOTENCY", "0") == "1")
     cfg.setdefault("ORION_STALL_MS", float(env.get("ORION_STALL_MS", "200")))
+    cfg.setdefault("ORION_BODY_TIMEOUT", float(env.get("ORION_BODY_TIMEOUT", "30")))
     cfg.setdefault("ORION_CANON_SAMPLE", float(env.get("ORION_CANON_SAMPLE", "1")))
     cfg.setdefault("ORION_CANON_SLOW_MS", float(env.get("ORION_CANON_SLOW_MS", "500")))
     cfg.setdefault("ORION_ANALYTICS", env.get("ORION_ANALYTICS", "1") == "1")

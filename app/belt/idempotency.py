@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import gevent
 from flask import Flask, Response, g, request
 
-from . import jobs
+from . import jobs, signals
 from .store import Row, Store
 
 HEADER = "Idempotency-Key"
@@ -161,9 +161,9 @@ def install(app: Flask, *, everywhere: bool = False, ttl: float = TTL, wait: flo
         if user is None and ctx.runtime is not None and ctx.runtime.auth is not None:
             return None  # anonymous (sign-in, sign-up): no one to scope the key to
         scope = f"request:{user.id if user is not None else '-'}"
-        print_ = fingerprint(
-            request.method, request.full_path, request.content_type or "", request.get_data(cache=True)
-        )
+        # signals.body: a body cut short or badly chunked is refused (400) before a key is
+        # taken, so a replay never answers for a request that did not arrive whole.
+        print_ = fingerprint(request.method, request.full_path, request.content_type or "", signals.body(request))
         deadline = time.monotonic() + wait
         while True:
             outcome, row = begin(ctx.store, scope, key, print_, ttl=ttl)

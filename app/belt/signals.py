@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote_to_bytes
 
-from flask import Request
+import gevent
+from flask import Request, current_app
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -21,6 +23,8 @@ from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDeco
 MAX_DEPTH = 32
 #: How many form fields a form body (urlencoded or multipart) may carry.
 MAX_FIELDS = 1000
+#: Seconds a request body may take to arrive in full (ORION_BODY_TIMEOUT overrides it).
+BODY_TIMEOUT = 30.0
 
 
 class BadInput(HTTPException):
@@ -70,18 +74,53 @@ def _query_param(req: Request, name: bytes) -> bytes | None:
     return None
 
 
+def body(req: Request) -> bytes:
+    """The raw body of ``req``, whole: 413 past the limit, 400 when it did not arrive whole
+    (cut short of its Content-Length, or badly chunked), 408 when it takes too long."""
+    return _body(req)
+
+
 def _body(req: Request) -> bytes:
     limit = req.max_content_length
+    seconds = float(current_app.config.get("ORION_BODY_TIMEOUT", BODY_TIMEOUT))
     try:
-        body = req.get_data(cache=True)
+        # gunicorn's gevent worker has no read timeout: a client that promises a body
+        # (Content-Length) and never sends it would hold this greenlet and its socket forever.
+        with gevent.Timeout(seconds, _Slow):
+            body = req.get_data(cache=True)
+    except _Slow:
+        raise BadInput(
+            f"The request body did not arrive within {seconds:g} s (Content-Length: {req.content_length}). "
+            "Nothing was changed; send it again.",
+            408,
+        ) from None
     except RequestEntityTooLarge:
         raise _too_large(limit) from None
+    except Exception as exc:  # reading the body fails only on the client's framing
+        # A malformed chunked body (gunicorn's InvalidChunkSize, NoMoreData...) or a client
+        # gone mid-body raises from the server's reader, not from our code: a 400, never a 500.
+        raise BadInput(
+            f"The request body could not be read ({type(exc).__name__}): its framing is broken "
+            "(a bad chunk size, or the connection ended early). Nothing was changed; send it again."
+        ) from None
+    # gunicorn hands over what arrived when the client stops sending before Content-Length
+    # (a half-closed or dropped connection): a cut-off form would otherwise be taken for the
+    # whole ("title=Buy milk and eg"). Refuse it, as the body is not the one that was sent.
+    if req.content_length is not None and len(body) < req.content_length:
+        raise BadInput(
+            f"The request body ended early: Content-Length promised {req.content_length:,} bytes but "
+            f"{len(body):,} arrived. Nothing was changed; send the request again."
+        )
     # A body without Content-Length (Transfer-Encoding: chunked) is read only up to the
     # limit, silently (werkzeug's LimitedStream stops there): one that reaches the limit
     # is refused, or a cut-off value would be taken for the whole.
     if req.content_length is None and limit is not None and len(body) >= limit:
         raise _too_large(limit)
     return body
+
+
+class _Slow(Exception):
+    """The body read ran out of time (raised by our own ``gevent.Timeout`` only)."""
 
 
 def _too_large(limit: int | None) -> BadInput:
@@ -98,7 +137,7 @@ def _decode_json(data: bytes, where: str) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise BadInput(f"{where} is not valid UTF-8 (bad byte at position {exc.start}).") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique(where))
     except RecursionError:
         raise BadInput(f"{where} is nested too deeply: at most {MAX_DEPTH} levels.") from None
     except json.JSONDecodeError as exc:
@@ -116,6 +155,26 @@ def _decode_json(data: bytes, where: str) -> dict[str, Any]:
     if _depth(value) > MAX_DEPTH:
         raise BadInput(f"{where} is nested too deeply: at most {MAX_DEPTH} levels.")
     return value
+
+
+def _unique(where: str) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """An ``object_pairs_hook`` that refuses a key given twice in one object.
+
+    ``json.loads`` keeps the last of duplicated keys, other parsers the first or refuse:
+    ``{"title": "", "title": "Milk"}`` would be one request to a proxy or a log and another
+    to us. A browser's ``JSON.stringify`` never sends duplicates, so refusing costs nothing.
+    """
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                shown = key if len(key) <= 40 else key[:40] + "…"
+                raise BadInput(f"{where} has the key {shown!r} more than once; send each signal once.")
+            out[key] = value
+        return out
+
+    return pairs
 
 
 def _refuse_constant(name: str) -> Any:
