@@ -1,4 +1,4 @@
-"""The load client: N real SSE viewers and the poster, in one gevent process of their own.
+"""The load client: N real SSE viewers and the poster, in one process of their own.
 
     python -m bench.client --url http://127.0.0.1:8000 --viewers 1000 --updates 30
     python -m bench.client --url http://127.0.0.1:8001 --viewers 100 --workload B --encoding identity
@@ -7,7 +7,12 @@ Two workloads (``bench/workloads.py``): **T** (``GET /todos/live``; an update re
 to a title holding the marker) and **B** (``GET /board/live``; an update is ``POST /board/step``
 with the marker, which the board carries as ``data-frame="<marker>"``).
 
-Each viewer is a raw gevent socket: it sends ``GET <path>`` with ``Accept-Encoding: br`` (or
+Two engines run the viewers, with the same rules and the same messages (``--engine``): **epoll**
+(the default: one thread, every socket non-blocking in one ``select.epoll``, each viewer a small
+state machine; about half the client CPU per delivery of the other) and **gevent** (a greenlet
+per viewer, the process monkey-patched; what the client was first).
+
+Each viewer is a raw socket: it sends ``GET <path>`` with ``Accept-Encoding: br`` (or
 ``identity``, for the peers, which do not compress), parses the chunked transfer coding itself
 (http.client is far too slow for thousands of connections) or, for a response that is not
 chunked, takes the raw stream until the server closes it, feeds the bytes to its own
@@ -28,15 +33,35 @@ viewer has its first complete frame, then obeys ``warm`` (warm-up updates, not m
 runner reads the server's counters, CPU time and memory.
 """
 
+import argparse
+import sys
+
 from gevent import monkey
 
-monkey.patch_all()
+#: The engine when ``--engine`` is not given: ``epoll`` (one thread, ``select.epoll``) or
+#: ``gevent`` (a greenlet per viewer, the process monkey-patched).
+DEFAULT_ENGINE = "epoll"
+ENGINES = ("epoll", "gevent")
 
-import argparse  # noqa: E402  (gevent must patch before anything imports socket)
+
+def _engine(argv: list[str]) -> str:
+    """``--engine`` from the command line, read before anything imports socket."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--engine", choices=ENGINES, default=DEFAULT_ENGINE)
+    return str(pre.parse_known_args(argv)[0].engine)
+
+
+# gevent must patch before anything imports socket; the epoll engine needs the real socket and
+# select modules (gevent's patch removes select.epoll). Imported as a module (split_client), the
+# client is patched as it always was.
+if __name__ != "__main__" or _engine(sys.argv[1:]) == "gevent":
+    monkey.patch_all()
+
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
+import select  # noqa: E402
 import socket  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -91,7 +116,7 @@ def event_ends(tail: bytes, out: bytes, start: int) -> bool:
     An update counts as arrived when its whole event has, not when its marker has: the
     board's marker is in its first tag, 100 KB before the frame's end.
     """
-    if out.find(b"\n\n", start) >= 0:
+    if out.rfind(b"\n\n", start) >= 0:  # from the end: the blank line closes the chunk
         return True
     return start == 0 and out[:1] == b"\n" and tail.endswith(b"\n")
 
@@ -122,6 +147,16 @@ class Round:
         self.got += 1
         if self.got == self.viewers:
             self.all_in.set()
+
+
+def check_head(head: bytes, br: bool) -> bool:
+    """Refuse a response that is not a 200 in the encoding asked for; whether it is chunked."""
+    lower = head.lower()
+    encoded = b"content-encoding:" in lower and b"content-encoding: identity" not in lower
+    good = b"content-encoding: br" in lower if br else not encoded
+    if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) or not good:
+        raise ConnectionError(f"unexpected response: {head[:300]!r}")
+    return b"transfer-encoding: chunked" in lower
 
 
 class Viewer:
@@ -211,15 +246,7 @@ class Viewer:
 
     def check_head(self, head: bytes) -> None:
         """Refuse a response that is not a 200 in the encoding asked for; note its framing."""
-        lower = head.lower()
-        encoded = b"content-encoding:" in lower and b"content-encoding: identity" not in lower
-        if self.decompressor is not None:
-            good = b"content-encoding: br" in lower
-        else:
-            good = not encoded
-        if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) or not good:
-            raise ConnectionError(f"unexpected response: {head[:300]!r}")
-        self.chunked = b"transfer-encoding: chunked" in lower
+        self.chunked = check_head(head, self.decompressor is not None)
 
     def feed_raw(self, data: bytes, t: float) -> None:
         """Consume a stream that is not chunked: every byte is payload."""
@@ -333,12 +360,7 @@ def post_update(workload: str, host: str, port: int, k: int, rows: int) -> int:
 
 def post_signals(host: str, port: int, path: str, signals: dict[str, Any]) -> int:
     """POST ``signals`` as JSON with ``Datastar-Request: true``; returns the HTTP status."""
-    body = json.dumps(signals).encode()
-    request = (
-        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-        "Content-Type: application/json\r\nDatastar-Request: true\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode() + body
+    request = signals_request(host, port, path, signals)
     with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(request)
         response = b""
@@ -351,6 +373,23 @@ def post_signals(host: str, port: int, path: str, signals: dict[str, Any]) -> in
         return int(response.split(b" ", 2)[1])
     except (IndexError, ValueError):
         return 0
+
+
+def signals_request(host: str, port: int, path: str, signals: dict[str, Any]) -> bytes:
+    """The bytes of ``post_signals``'s request."""
+    body = json.dumps(signals).encode()
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/json\r\nDatastar-Request: true\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode() + body
+
+
+def update_request(workload: str, host: str, port: int, k: int, rows: int) -> bytes:
+    """The bytes ``post_update`` sends for update ``k``."""
+    if workload == "B":
+        return signals_request(host, port, "/board/step", {"marker": board_marker(k)})
+    return signals_request(host, port, f"/todos/{k % rows + 1}/rename", {"title": marker(k)})
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -395,19 +434,31 @@ def run_updates(
         rnd.all_in.wait(timeout)
         latencies = [(t - rnd.t0) * 1000 for t in rnd.arrivals if t is not None]
         all_ms.extend(latencies)
-        per_update.append(
-            {
-                "k": k,
-                "t0": rnd.t0,
-                "status": status,
-                "command_ms": (answered - rnd.t0) * 1000,
-                "delivered": len(latencies),
-                "missed": len(viewers) - len(latencies),
-                "first_ms": min(latencies) if latencies else None,
-                "p50_ms": percentile(latencies, 50),
-                "last_ms": max(latencies) if latencies else None,
-            }
-        )
+        per_update.append(update_record(k, rnd.t0, status, answered, len(viewers), latencies))
+    return round_summary(viewers, ks, per_update, all_ms)
+
+
+def update_record(
+    k: int, t0: float, status: int, answered: float, viewers: int, latencies: list[float]
+) -> dict[str, Any]:
+    """One update's line of ``per_update``."""
+    return {
+        "k": k,
+        "t0": t0,
+        "status": status,
+        "command_ms": (answered - t0) * 1000,
+        "delivered": len(latencies),
+        "missed": viewers - len(latencies),
+        "first_ms": min(latencies) if latencies else None,
+        "p50_ms": percentile(latencies, 50),
+        "last_ms": max(latencies) if latencies else None,
+    }
+
+
+def round_summary(
+    viewers: list[Any], ks: range, per_update: list[dict[str, Any]], all_ms: list[float]
+) -> dict[str, Any]:
+    """The ``done`` figures of a run of updates (either engine's viewers: their ``marks``)."""
     lasts = [u["last_ms"] for u in per_update if u["last_ms"] is not None and not u["missed"]]
     # Bytes per update, from each viewer's own counters: what arrived between two markers.
     wire: list[float] = []
@@ -457,6 +508,478 @@ def read_command() -> str:
     return line.strip()
 
 
+def write_capture(path: str, first: Any, workload: Workload, k: int) -> None:
+    """Viewer 0's decoded chunks and the markers of updates 0..k-1, as JSON."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "chunks": [c.decode() for c in first.capture or []],
+                "markers": {workload.marker(i): i for i in range(k)},
+            },
+            f,
+        )
+
+
+# -- the epoll engine ---------------------------------------------------------------------------
+#
+# One thread, every socket non-blocking in one level-triggered ``select.epoll``; each viewer a
+# small state machine (headers, then the body: chunked or raw, brotli or identity, the marker).
+# The same rules as ``Viewer`` (``after_needle``, the event's blank line, ``Round``), without a
+# greenlet switch per read: a read is ``recv_into`` one shared buffer, the chunk payloads go
+# to the decompressor as views of it, and the blank line after the marker is looked for with
+# ``rfind`` (the same answer as ``event_ends``'s ``find``, but from the end, where it is: a
+# board frame is ~96 KB after its marker).
+
+#: The shared receive buffer's size: one read takes at most this much (level-triggered epoll
+#: reports the socket again if more is waiting).
+RECV_SIZE = 262144
+
+
+class LoopRound(Round):
+    """``Round`` without its gevent event: the loop checks ``got`` itself."""
+
+    def arrived(self, index: int, t: float) -> None:
+        self.arrivals[index] = t
+        self.got += 1
+
+
+class LoopViewer:
+    """One SSE connection of the epoll engine: ``Viewer``'s semantics, driven by readiness."""
+
+    __slots__ = (
+        "armed",
+        "buf",
+        "capture",
+        "chunk_out",
+        "chunked",
+        "closed",
+        "decompressor",
+        "error",
+        "head",
+        "index",
+        "loop",
+        "marks",
+        "need",
+        "payload",
+        "pending",
+        "ready",
+        "round",
+        "seen_k",
+        "skip",
+        "sock",
+        "tail",
+        "view",
+        "wire",
+    )
+
+    def __init__(self, loop: "Loop", index: int, rnd: Round, capture: bool, encoding: str = "br") -> None:
+        self.loop = loop
+        self.buf = loop.buf
+        self.view = loop.view
+        self.index = index
+        self.round = rnd
+        self.sock: socket.socket | None = None
+        self.decompressor = brotli.Decompressor() if encoding == "br" else None
+        self.chunked = True
+        self.head = b""
+        self.need = 0
+        self.skip = 0
+        self.pending = b""
+        self.tail = b""
+        self.seen_k = -1
+        self.armed = -3
+        self.ready = False
+        self.wire = 0
+        self.payload = 0
+        self.marks: list[tuple[int, int, int]] = []
+        self.capture: list[bytes] | None = [] if capture else None
+        self.chunk_out: list[bytes] = []
+        self.closed = False
+        self.error: str | None = None
+
+    def open(self, host: str, port: int, path: str) -> None:
+        """Connect and send the request (blocking: on loopback, with the accept queue kept
+        short by the batches, both return at once), then wait for the headers in the loop."""
+        try:
+            sock = socket.create_connection((host, port), timeout=60)
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
+                f"Accept-Encoding: {'br' if self.decompressor else 'identity'}\r\n"
+                "Datastar-Request: true\r\n\r\n".encode()
+            )
+            sock.setblocking(False)
+        except OSError as exc:
+            self.fail(exc)
+            return
+        self.sock = sock
+        self.loop.add(sock.fileno(), self.on_head)
+
+    def fail(self, exc: BaseException | None) -> None:
+        """The connection ended (``exc`` None: the server closed it)."""
+        if not self.closed and exc is not None:
+            self.error = f"{type(exc).__name__}: {exc}"
+        self.closed = True
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self.loop.remove(sock.fileno())
+            sock.close()
+        if not self.ready:
+            self.ready = True  # never leave the connect loop waiting on a dead viewer
+            self.loop.on_ready(self)
+
+    def on_head(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.fail(exc)
+            return
+        if not data:
+            self.fail(ConnectionError("closed before the response headers"))
+            return
+        head = self.head + data
+        if b"\r\n\r\n" not in head:
+            self.head = head
+            return
+        self.head = b""
+        head, rest = head.split(b"\r\n\r\n", 1)
+        try:
+            self.chunked = check_head(head, self.decompressor is not None)
+            self.loop.handlers[self.sock.fileno()] = self.on_body
+            if rest:
+                view = memoryview(rest)
+                if self.chunked:
+                    self.feed(rest, view, len(rest), time.monotonic())
+                else:
+                    self.wire += len(rest)
+                    self.on_payload(view, time.monotonic())
+        except (OSError, ValueError, brotli.error) as exc:
+            self.fail(exc)
+
+    def on_body(self) -> None:
+        sock = self.sock
+        assert sock is not None
+        try:
+            n = sock.recv_into(self.buf)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self.fail(exc)
+            return
+        t = time.monotonic()
+        if not n:
+            self.fail(None)
+            return
+        try:
+            if self.chunked:
+                self.feed(self.buf, self.view, n, t)
+            else:
+                self.wire += n
+                self.on_payload(self.view[:n], t)
+        except (ValueError, brotli.error) as exc:
+            self.fail(exc)
+
+    def feed(self, data: bytes | bytearray, view: memoryview, end: int, t: float) -> None:
+        """``Viewer.feed`` on ``data[:end]`` (``view`` is ``data``'s memoryview)."""
+        self.wire += end
+        if self.pending:
+            data = self.pending + bytes(view[:end])
+            view = memoryview(data)
+            end = len(data)
+            self.pending = b""
+        pos = 0
+        while pos < end:
+            need = self.need
+            if need:
+                take = need if need <= end - pos else end - pos
+                self.on_payload(view[pos : pos + take], t)
+                pos += take
+                self.need = need = need - take
+                if not need:
+                    self.skip = 2
+                    if self.capture is not None:
+                        self.capture.append(b"".join(self.chunk_out))
+                        self.chunk_out = []
+                continue
+            if self.skip:
+                take = self.skip if self.skip <= end - pos else end - pos
+                self.skip -= take
+                pos += take
+                continue
+            eol = data.find(b"\r\n", pos, end)
+            if eol < 0:
+                self.pending = bytes(view[pos:end])
+                return
+            size = int(data[pos:eol].split(b";", 1)[0], 16)
+            pos = eol + 2
+            if size == 0:  # the last chunk: the server ended the stream
+                return
+            self.need = size
+
+    def on_payload(self, data: memoryview, t: float) -> None:
+        self.payload += len(data)
+        decompressor = self.decompressor
+        if decompressor is None:
+            out = bytes(data)
+        else:
+            out = decompressor.process(data)
+            # brotli 1.2 may hold output past ~32 KiB until called again (see Viewer.on_payload).
+            more = decompressor.process(b"")
+            if more:
+                parts = [out, more]
+                while more := decompressor.process(b""):
+                    parts.append(more)
+                out = b"".join(parts)
+        if self.capture is not None:
+            self.chunk_out.append(out)
+        if not out:
+            return
+        # Viewer.watch, inline.
+        rnd = self.round
+        ready = self.ready
+        if not ready or self.seen_k != rnd.k:
+            target = rnd.k if ready else -2
+            start = 0
+            if self.armed != target:
+                start = after_needle(rnd.marker if ready else rnd.workload.ready, self.tail, out)
+                if start < 0:
+                    self.tail = out[-64:]
+                    return
+                self.armed = target
+            if out.rfind(b"\n\n", start) >= 0 or (start == 0 and out[:1] == b"\n" and self.tail.endswith(b"\n")):
+                if not ready:
+                    self.ready = True
+                    self.loop.on_ready(self)
+                else:
+                    self.seen_k = rnd.k
+                    self.marks.append((rnd.k, self.wire, self.payload))
+                    rnd.arrived(self.index, t)
+        self.tail = out[-64:]
+
+    def close(self) -> None:
+        self.closed = True
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            self.loop.remove(sock.fileno())
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+class Poster:
+    """One POST in the loop: sent at once (blocking, like the viewers' requests), its status
+    line read when it comes, so the viewers keep reading while the server answers."""
+
+    def __init__(self, loop: "Loop", host: str, port: int, request: bytes) -> None:
+        self.loop = loop
+        self.status: int | None = None
+        self.answered = 0.0
+        self.response = b""
+        self.deadline = time.monotonic() + 30
+        self.sock: socket.socket | None = socket.create_connection((host, port), timeout=30)
+        self.sock.sendall(request)
+        self.sock.setblocking(False)
+        loop.add(self.sock.fileno(), self.on_read)
+
+    def on_read(self) -> None:
+        assert self.sock is not None
+        try:
+            data = self.sock.recv(4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self.response += data
+        if data and b"\r\n" not in self.response:
+            return
+        self.finish()
+
+    def finish(self) -> None:
+        if self.sock is not None:
+            self.loop.remove(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+        try:
+            self.status = int(self.response.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            self.status = 0
+        self.answered = time.monotonic()
+
+    def done(self) -> bool:
+        if self.status is None and time.monotonic() >= self.deadline:
+            self.finish()
+        return self.status is not None
+
+
+class Loop:
+    """The epoll loop: file descriptor → the handler of its next readable event."""
+
+    def __init__(self) -> None:
+        self.epoll = select.epoll()
+        self.handlers: dict[int, Callable[[], None]] = {}
+        self.buf = bytearray(RECV_SIZE)
+        self.view = memoryview(self.buf)
+        self.opening = 0  # connections opened whose first frame has not come yet
+        self.stdin = b""
+        self.stdin_eof = False
+
+    def add(self, fd: int, handler: Callable[[], None]) -> None:
+        self.handlers[fd] = handler
+        self.epoll.register(fd, select.EPOLLIN)
+
+    def remove(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            try:
+                self.epoll.unregister(fd)
+            except OSError:
+                pass
+
+    def on_ready(self, viewer: LoopViewer) -> None:
+        self.opening -= 1
+
+    def run(self, until: Callable[[], bool], deadline: float) -> None:
+        """Serve every socket until ``until()`` or ``deadline`` (``time.monotonic()``)."""
+        poll = self.epoll.poll
+        handlers = self.handlers
+        monotonic = time.monotonic
+        while not until():
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                return
+            for fd, _events in poll(min(remaining, 1.0), 4096):
+                handler = handlers.get(fd)
+                if handler is not None:
+                    handler()
+
+    def sleep(self, seconds: float) -> None:
+        self.run(lambda: False, time.monotonic() + seconds)
+
+    # stdin, read in the loop so the viewers keep reading while the runner thinks.
+
+    def watch_stdin(self) -> bool:
+        try:
+            self.add(sys.stdin.fileno(), self.on_stdin)
+        except (OSError, ValueError):  # not pollable (a regular file): read it blocking
+            self.handlers.pop(sys.stdin.fileno(), None)
+            return False
+        return True
+
+    def on_stdin(self) -> None:
+        data = os.read(sys.stdin.fileno(), 65536)
+        if not data:
+            self.stdin_eof = True
+            self.remove(sys.stdin.fileno())
+        self.stdin += data
+
+    def read_command(self, pollable: bool) -> str:
+        def have_line() -> bool:
+            return b"\n" in self.stdin or self.stdin_eof
+
+        while not have_line():
+            if pollable:
+                self.run(have_line, time.monotonic() + 3600)
+            else:
+                self.on_stdin()
+        line, _, self.stdin = self.stdin.partition(b"\n")
+        return line.decode().strip()
+
+
+def open_viewers(loop: Loop, viewers: list[LoopViewer], host: str, port: int, path: str, batch: int) -> None:
+    """Open every viewer, at most ``batch`` waiting for their first frame at once."""
+    pending = iter(viewers)
+    left = len(viewers)
+    while left:
+        while loop.opening < batch and left:
+            viewer = next(pending)
+            left -= 1
+            loop.opening += 1
+            viewer.open(host, port, path)
+        loop.run(lambda: loop.opening < batch, time.monotonic() + 3600)
+    loop.run(lambda: loop.opening == 0, time.monotonic() + 10**9)
+
+
+def loop_updates(
+    loop: Loop,
+    viewers: list[LoopViewer],
+    rnd: Round,
+    host: str,
+    port: int,
+    ks: range,
+    rows: int,
+    pause: float,
+    timeout: float,
+    workload: str = "T",
+) -> dict[str, Any]:
+    """``run_updates`` for the epoll engine."""
+    per_update: list[dict[str, Any]] = []
+    all_ms: list[float] = []
+    n = len(viewers)
+    for k in ks:
+        loop.sleep(pause)
+        rnd.start(k)
+        poster = Poster(loop, host, port, update_request(workload, host, port, k, rows))
+        # run_updates waits for the POST's answer, then up to `timeout` for the viewers.
+        loop.run(poster.done, time.monotonic() + 10**9)
+        loop.run(lambda: rnd.got == n, poster.answered + timeout)
+        latencies = [(t - rnd.t0) * 1000 for t in rnd.arrivals if t is not None]
+        all_ms.extend(latencies)
+        assert poster.status is not None
+        per_update.append(update_record(k, rnd.t0, poster.status, poster.answered, n, latencies))
+    return round_summary(viewers, ks, per_update, all_ms)
+
+
+def main_epoll(args: argparse.Namespace, host: str, port: int, path: str, workload: Workload) -> None:
+    """``main`` for ``--engine epoll``: the same JSON lines, one thread."""
+    if monkey.is_module_patched("socket") or not hasattr(select, "epoll"):
+        raise SystemExit("--engine epoll needs an unpatched process: run python -m bench.client")
+    n = args.viewers
+    loop = Loop()
+    rnd = LoopRound(n, workload)
+    viewers = [LoopViewer(loop, i, rnd, (i == 0 and bool(args.capture)), args.encoding) for i in range(n)]
+    started = time.monotonic()
+    open_viewers(loop, viewers, host, port, path, args.batch)
+    failed = [v.error for v in viewers if v.closed]
+    say(
+        event="connected",
+        seconds=time.monotonic() - started,
+        failed=len(failed),
+        errors=sorted(set(e or "closed" for e in failed))[:5],
+    )
+
+    pollable = loop.watch_stdin()
+    timeout = max(15.0, n * 0.005)
+    k = 0
+    while True:
+        command = loop.read_command(pollable)
+        if command == "warm":
+            ks = range(k, k + args.warmup)
+            loop_updates(loop, viewers, rnd, host, port, ks, args.rows, args.pause, timeout, args.workload)
+            k += args.warmup
+            say(event="warm")
+        elif command == "go":
+            cpu_before = cpu_seconds()
+            ks = range(k, k + args.updates)
+            results = loop_updates(loop, viewers, rnd, host, port, ks, args.rows, args.pause, timeout, args.workload)
+            results["client_cpu_s"] = cpu_seconds() - cpu_before
+            k += args.updates
+            results["dropped_connections"] = sum(1 for v in viewers if v.closed)
+            loop.sleep(args.pause)  # let the last writes land before the runner samples
+            say(event="done", **results)
+        elif command in ("close", ""):
+            if args.capture:
+                write_capture(args.capture, viewers[0], workload, k)
+            for viewer in viewers:
+                viewer.close()
+            say(event="closed")
+            return
+        else:
+            say(event="error", message=f"unknown command {command!r}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True)
@@ -470,6 +993,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pause", type=float, default=0.2)
     parser.add_argument("--batch", type=int, default=200, help="connections opening at once")
     parser.add_argument("--capture", help="write viewer 0's decoded chunks here (JSON)")
+    parser.add_argument(
+        "--engine", choices=ENGINES, default=DEFAULT_ENGINE, help="epoll: one thread; gevent: a greenlet per viewer"
+    )
     args = parser.parse_args(argv)
 
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -479,6 +1005,9 @@ def main(argv: list[str] | None = None) -> None:
     n = args.viewers
     workload = WORKLOADS[args.workload]
     path = args.path or workload.path
+    if args.engine == "epoll":
+        main_epoll(args, host, port, path, workload)
+        return
     rnd = Round(n, workload)
     viewers = [Viewer(i, rnd, (i == 0 and bool(args.capture)), args.encoding) for i in range(n)]
 
@@ -523,15 +1052,7 @@ def main(argv: list[str] | None = None) -> None:
             say(event="done", **results)
         elif command in ("close", ""):
             if args.capture:
-                first = viewers[0]
-                with open(args.capture, "w", encoding="utf-8") as f:
-                    json.dump(
-                        {
-                            "chunks": [c.decode() for c in first.capture or []],
-                            "markers": {workload.marker(i): i for i in range(k)},
-                        },
-                        f,
-                    )
+                write_capture(args.capture, viewers[0], workload, k)
             for viewer in viewers:
                 viewer.close()
             gevent.joinall(greenlets, timeout=10)

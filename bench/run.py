@@ -88,9 +88,21 @@ GIVE_UP_MS = 10_000
 HELD_P99_MS = 500
 
 
+#: Open files wanted: 10,000 viewers are 10,000 sockets in the server and as many in the client,
+#: and a peer holds two per viewer (its socket and its Redis connection).
+NOFILE = 65536
+
+
 def raise_nofile() -> None:
-    """Lift the soft open-files limit to the hard one; the servers and the client inherit it."""
+    """Lift the open-files limit (the servers and the client inherit it): the soft limit to the
+    hard one, and the hard one to ``NOFILE`` where we may (root may, up to fs.nr_open)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < NOFILE:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
+            return
+        except (ValueError, OSError):
+            pass  # not root: the hard limit stays, and a round that needs more reports it
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,8 @@ def drive_client(
         "--updates", str(args.updates), "--warmup", str(args.warmup),
         "--workload", args.workload, "--encoding", encoding,
     ]  # fmt: skip
+    if args.engine:
+        command += ["--engine", args.engine]
     proc = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
     assert proc.stdin is not None and proc.stdout is not None
 
@@ -53,6 +56,8 @@ def drive_client(
         proc.stdin.write(command + "\n")  # type: ignore[union-attr]
         proc.stdin.flush()  # type: ignore[union-attr]
 
+    if args.pin:  # the client on the second core (the server was pinned to the first)
+        os.sched_setaffinity(proc.pid, {sorted(os.sched_getaffinity(0))[1]})
     connected = expect("connected")
     print(f"connected: {connected['seconds']:.1f}s, failed {connected['failed']} {connected['errors']}", flush=True)
     client_ps = psutil.Process(proc.pid)
@@ -74,12 +79,10 @@ def drive_client(
 
 
 def start_orion(folder: Path, workload: str) -> tuple[str, int, Any, Any]:
-    """orion under real gunicorn, seeded as ``bench.run`` does (T only)."""
+    """orion under real gunicorn, seeded as ``bench.run`` does (B: ``bench.board.wsgi:app``)."""
     from bench.run import post_json
     from tests.support.server import LiveServer
 
-    if workload != "T":
-        raise SystemExit("orion B is bench/board/'s app, run by bench.run")
     env = {
         "ORION_HEARTBEAT": "15",
         "ORION_STATS": "1",
@@ -87,10 +90,11 @@ def start_orion(folder: Path, workload: str) -> tuple[str, int, Any, Any]:
         "ORION_IDENTITY_FILE": str(folder / "identity.json"),
         "ORION_AUDIT_JSONL": str(folder / "audit.jsonl"),
     }
-    server = LiveServer(folder / "app.sqlite", env=env)
-    server.start()
-    for title in todos_seed():
-        post_json(server.url + "/todos", {"title": title})
+    server = LiveServer(folder / "app.sqlite", env=env, app="bench.board.wsgi:app" if workload == "B" else "wsgi:app")
+    server.start(timeout=60)
+    if workload == "T":
+        for title in todos_seed():
+            post_json(server.url + "/todos", {"title": title})
     pid = int(server.stats()["pid"])
 
     def stats() -> dict[str, Any]:
@@ -107,6 +111,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--viewers", type=int, default=100)
     parser.add_argument("--updates", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--engine", choices=("epoll", "gevent"), help="the client's engine (default: its own)")
+    parser.add_argument("--pin", action="store_true", help="server on the first core, the client on the second")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix=f"peer-{args.system}-"))
     if args.system == "orion":
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
         peer = peers.start(args.system, args.workload, folder)
         url, pid, stats, stop, encoding = peer.url, peer.pid, peer.stats, peer.stop, peer.encoding
     try:
+        if args.pin:
+            os.sched_setaffinity(pid, {sorted(os.sched_getaffinity(0))[0]})
         server = psutil.Process(pid)
         rss0 = server.memory_info().rss
 
