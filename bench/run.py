@@ -221,6 +221,9 @@ def start_orion(workload: str, work: Path, name: str, cfg: argparse.Namespace) -
         "ORION_AUTH": "local",
         "ORION_IDENTITY_FILE": str(work / "identity.json"),
         "ORION_AUDIT_JSONL": str(work / "audit.jsonl"),
+        # Room for 10,000 viewers plus the poster and the stats reads (gunicorn.conf.py's
+        # default is 10,000: at N = 10,000 the stats request would wait in the accept queue).
+        "ORION_WORKER_CONNECTIONS": "12000",
         **probe_env(name),
     }
     if cfg.server_gc:

@@ -89,6 +89,9 @@ def start_orion(folder: Path, workload: str) -> tuple[str, int, Any, Any]:
         "ORION_AUTH": "local",
         "ORION_IDENTITY_FILE": str(folder / "identity.json"),
         "ORION_AUDIT_JSONL": str(folder / "audit.jsonl"),
+        # Room for 10,000 viewers plus the poster and the stats reads (gunicorn.conf.py's
+        # default is 10,000: at N = 10,000 the stats request would wait in the accept queue).
+        "ORION_WORKER_CONNECTIONS": "12000",
     }
     server = LiveServer(folder / "app.sqlite", env=env, app="bench.board.wsgi:app" if workload == "B" else "wsgi:app")
     server.start(timeout=60)
