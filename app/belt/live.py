@@ -165,6 +165,23 @@ class Stream:
     lane, and its ending (revoked, server stopping, too slow).
     """
 
+    # Thousands are open at once: slots keep each one small (RSS per connection is a target).
+    __slots__ = (
+        "aborted",
+        "authorize",
+        "blocked_since",
+        "ctx",
+        "encoding",
+        "ending",
+        "lane",
+        "pos",
+        "regions",
+        "rt",
+        "sent",
+        "socket",
+        "wake",
+    )
+
     def __init__(
         self,
         rt: Runtime,

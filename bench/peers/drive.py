@@ -116,11 +116,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--engine", choices=("epoll", "gevent"), help="the client's engine (default: its own)")
     parser.add_argument("--pin", action="store_true", help="server on the first core, the client on the second")
+    parser.add_argument("--identity", action="store_true", help="orion: ask for no compression")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix=f"peer-{args.system}-"))
     if args.system == "orion":
         url, pid, stats, stop = start_orion(folder, args.workload)
-        encoding = "br"
+        encoding = "identity" if args.identity else "br"
     else:
         peer = peers.start(args.system, args.workload, folder)
         url, pid, stats, stop, encoding = peer.url, peer.pid, peer.stats, peer.stop, peer.encoding
