@@ -120,12 +120,12 @@ def test_a_commands_signal_values_are_never_captured(app: Flask, written: list[d
 def test_an_aborted_stream_gets_one_line_with_its_events(app: Flask, written: list[dict[str, Any]]) -> None:
     response = app.test_client().get("/live", headers={"Accept-Encoding": "identity"})
     chunks = iter(response.response)
-    assert b"orion live" in next(chunks)
-    assert b"datastar-patch-elements" in next(chunks)
+    first = next(chunks)  # the greeting and the first frame leave in one write
+    assert b"orion live" in first and b"datastar-patch-elements" in first
     response.close()  # the client went away (what the server sees when a write fails)
     [line] = written
     assert (line["kind"], line["route"], line["outcome"]) == ("stream", "/live", "aborted")
-    assert line["events"] == 1 and line["regions"] == ["items"] and line["chunks"] == 2
+    assert line["events"] == 1 and line["regions"] == ["items"] and line["chunks"] == 1
 
 
 def test_sampling_keeps_errors_refusals_and_slow_requests(app: Flask, written: list[dict[str, Any]]) -> None:
