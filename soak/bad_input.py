@@ -283,7 +283,7 @@ def routes(env: dict[str, str], folder: Path) -> list[Route]:
     scratch.mkdir(exist_ok=True)
     run_env = {**common.LiveServer(scratch / "app.sqlite", env=env).env, "ORION_DEMO": "0"}
     argv = [sys.executable, "-c", code]  # our own interpreter and code: no outside input
-    out = subprocess.run(argv, cwd=common.ROOT, env=run_env, capture_output=True, check=True)  # noqa: S603
+    out = subprocess.run(argv, cwd=common.ROOT, env=run_env, capture_output=True, check=True)
     rules = json.loads(out.stdout.decode().strip().splitlines()[-1])
     return sorted((Route(rule, tuple(methods), endpoint) for rule, methods, endpoint in rules), key=lambda r: r.rule)
 

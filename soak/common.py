@@ -121,9 +121,9 @@ def http(
     method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None, timeout: float = 10.0
 ) -> tuple[int, bytes]:
     """One request with urllib: (status, body); an HTTP error status is returned, not raised."""
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})  # noqa: S310 (our http URLs)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:  # noqa: S310 (our http URLs)
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()

@@ -132,7 +132,7 @@ def iterate(
 
 def campaign(iterations: int, *, write_queue: bool, clients: int = 6, seed: int = 9) -> dict[str, Any]:
     """``iterations`` kills on one persistent file; the totals for one store mode."""
-    rng = random.Random(seed)  # noqa: S311 (when to kill, reproducibly; nothing secret)
+    rng = random.Random(seed)
     env = {"ORION_AUTH": "local", "ORION_WRITE_QUEUE": "1" if write_queue else "0"}
     rounds: list[Iteration] = []
     with common.tmpdir(ITEM) as d:

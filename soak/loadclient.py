@@ -547,7 +547,7 @@ class Client:
         """A steady mix of commands for ``seconds``: renames and toggles of the first
         ``base_rows`` todos, adds, and deletes of the oldest added todo (never the newest, so
         the next id stays max + 1 and every command names a todo that exists)."""
-        rng = random.Random(seed)  # noqa: S311  (a reproducible mix, not a secret)
+        rng = random.Random(seed)
         self.next_id = self.next_id or first_new_id  # a later call goes on where the last left off
         latencies: list[float] = []
         statuses: dict[str, int] = {}
@@ -609,7 +609,7 @@ class Client:
         """In the background for ``seconds``: rename todos 2..``rows`` to random titles at
         ``rate`` per second. Random text does not compress, so each frame costs every viewer
         real bytes: a client that never reads fills its socket buffers within seconds."""
-        rng = random.Random(11)  # noqa: S311  (noise, not a secret)
+        rng = random.Random(11)
         alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 "
 
         self.noise_stop = False
@@ -710,7 +710,7 @@ class Driver:
         from tests.support.server import ROOT
 
         self.log = open(log, "ab") if log else subprocess.DEVNULL  # closed in close()
-        self.proc = subprocess.Popen(  # noqa: S603  (our own module, our own arguments)
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "soak.loadclient", url, path],
             cwd=ROOT,
             stdin=subprocess.PIPE,

@@ -41,6 +41,8 @@ def settings(app: Flask, overrides: dict[str, Any] | None = None) -> dict[str, A
     ORION_SYNCHRONOUS    NORMAL (default) or FULL; see app/belt/store.py for the trade-off
     ORION_HEARTBEAT      seconds between stream heartbeats (default 15)
     ORION_SEND_TIMEOUT   seconds a write to a viewer may block before it is dropped (default 10)
+    ORION_SEND_BUFFER    bytes of kernel send buffer per connection (default 65536; 0: the kernel's
+                         autotuning), so a client that stops reading blocks a write soon (backpressure.py)
     ORION_DATASTAR_URL   where pages load the Datastar client (default: our own static copy)
     ORION_MAX_BODY       largest request body in bytes (default 256 KiB)
     ORION_BODY_TIMEOUT   seconds a command's request body may take to arrive (default 30; then 408)

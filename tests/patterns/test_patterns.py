@@ -15,7 +15,6 @@ from app.belt.boot import install, settings
 from app.belt.bus import Bus
 from app.belt.live import Region, Stream, region
 from app.belt.runtime import Runtime
-from app.belt.sse import StreamEncoder
 from app.belt.store import Store
 from app.patterns.combobox import combobox, combobox_options
 from app.patterns.inline_edit import form_id, inline_edit, inline_edit_done
