@@ -80,7 +80,7 @@ def _makefile(text: str, ctx: Context) -> str:
     dropped: set[str] = set()
     kept = []
     for block in re.split(r"\n(?=[^\s#])", text):  # a target and its recipe form one block
-        target = re.match(r"^([\w.-]+)\s*:(?!=)", block)
+        target = re.match(r"^([\w./-]+)\s*:(?!=)", block)
         if target and (target.group(1) in NOT_COPIED or re.search(rf"\b(?:{folders})[/.]", block)):
             dropped.add(target.group(1))
             continue
