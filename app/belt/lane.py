@@ -45,6 +45,7 @@ import gevent
 import gevent.event
 
 from . import dev, sse
+from .auth import current_user
 from .bus import Watchable, subscribe_all
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ Entry = tuple[bytes, int, bool]  # (bytes to write, uncompressed length, is a fr
 
 def key(ctx: Ctx, regions: Sequence[Region], encoding: str, authorize: Callable[[Ctx], bool] | None) -> Hashable:
     """What two viewers must have in common to be sent the very same bytes."""
+    # Identity is resolved lazily (on first use by a model); a key must never be made before
+    # it is, or a signed-in viewer would share the lane of an anonymous one.
+    current_user(ctx)
     request = ctx.request
     if request is not None:
         # The raw path and query, as sent: Datastar puts the page's signals in the query.

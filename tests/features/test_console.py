@@ -261,3 +261,22 @@ def test_without_the_demo_there_is_no_switcher_no_seed_and_the_console_is_for_ad
         member = sign_up(server, "member@example.com", "member password 1")
         assert call(server, "GET", "/console", headers=HTML, token=owner).status == 200
         assert call(server, "GET", "/console", headers=HTML, token=member).status == 403
+
+
+def test_a_signed_in_viewer_never_shares_the_stream_of_an_anonymous_one(start_server) -> None:  # type: ignore[no-untyped-def]
+    # Identity is resolved lazily, on first use: the lane key resolves it first, or alice's
+    # stream would join the lane of the anonymous viewer opened just before and show its page.
+    from tests.support.accounts import BROWSER, call
+    from tests.support.sse import SSEClient
+
+    server = start_server(env={"ORION_AUTH": "accounts", "ORION_TENANCY": "db", "ORION_DEMO": "1"})
+    alice = call(server, "POST", "/console/persona/alice", {}, BROWSER)
+    assert alice.token
+    with SSEClient(server.url + "/console/live") as nobody:
+        nobody.wait_for(lambda e: "Nobody is signed in" in e.elements)
+        cookie = {"Cookie": f"orion_session={alice.token}"}
+        with SSEClient(server.url + "/console/live", headers=cookie) as signed_in:
+            you = signed_in.wait_for(lambda e: 'id="console-you"' in e.elements)
+            assert "You are <strong>Alice</strong>." in you.elements
+            assert not any("Nobody is signed in" in e.elements for e in signed_in.events)
+            assert server.stats()["lanes"] == 2
