@@ -616,7 +616,9 @@ def test_the_wal_is_checkpointed_and_stops_growing(tmp_path: Path, write_queue: 
     assert store.stats.checkpoints > 0
     # The WAL restarted from its beginning again and again: it stopped growing a few times
     # SQLite's own threshold (1,000 pages, 4 MB) instead of holding every commit (~72 MB).
-    assert max(sizes) < 24 * 2**20, sizes
+    # Alone it stays under ~8 MB; the bound is half of "never checkpointed", because on a
+    # loaded machine the checkpoint thread runs late and commits keep landing meanwhile.
+    assert max(sizes) < 36 * 2**20, sizes
     with sqlite3.connect(store.path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
