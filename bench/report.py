@@ -133,9 +133,11 @@ def _header(r: dict[str, Any]) -> list[str]:
         "one compressor per connection, what every viewer cost before streams shared compressors.",
         f"- **peers** (`bench/peers/`): {', '.join(peers) if peers else 'none selected'}; they send "
         "uncompressed events (their bytes per update are the raw event).",
-        "- The load client (`bench/client.py`) runs in its own process: N raw gevent sockets, each with its own "
-        "decoder; it posts the updates itself, so send and arrival times share one clock. Latency is from just "
-        "before the POST to the arrival of the bytes that complete the marker at the last viewer.",
+        "- The load client (`bench/client.py`) runs in its own process: N raw non-blocking sockets on one "
+        "`select.epoll` thread, each with its own chunked parser and decoder; it posts the updates itself, so "
+        "send and arrival times share one clock. Latency is from just before the POST to the `recv` that "
+        "completed the event holding the update's marker at the last viewer (every socket is read before any "
+        "frame is decoded, so decoding never delays a read; every frame is still decoded and checked).",
         f"- Measured updates per round: {updates}; {cfg['pause'] * 1000:.0f} ms between updates. With few "
         "updates, p99 is the slowest of them.",
         "",
