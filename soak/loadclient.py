@@ -447,10 +447,17 @@ class Client:
         fresh.hang_up()
         reader.join(timeout=1)
         viewers = self.groups.get(group, [])
-        connected = [v for v in viewers if not v.closed]
-        decoded = [v for v in connected if not v.light and list_html(v.last_list) == expected]
-        vouched = {v.digest.digest() for v in decoded}
-        light = [v for v in connected if v.light and v.digest.digest() in vouched]
+        # The last changes may still be on their way to the slowest viewers when the fresh one
+        # has its first frame: give every viewer until ``timeout`` to show the same list.
+        deadline = time.monotonic() + timeout
+        while True:
+            connected = [v for v in viewers if not v.closed]
+            decoded = [v for v in connected if not v.light and list_html(v.last_list) == expected]
+            vouched = {v.digest.digest() for v in decoded}
+            light = [v for v in connected if v.light and v.digest.digest() in vouched]
+            if len(decoded) + len(light) == len(connected) or time.monotonic() > deadline:
+                break
+            gevent.sleep(0.1)
         return {
             "viewers": len(viewers),
             "connected": len(connected),

@@ -236,6 +236,17 @@ Worker RSS {rss_before} MB before, peak {rss_peak} MB, {rss_end} MB at the end; 
 {"up" if alive else "DOWN"} ({worker_restarts} worker boot(s) in the log); at the end {final["connected"]}/{n}
 legitimate viewers were connected and {final["current"]} showed the current list.
 """
+    if not holds:
+        details += f"""
+**Why the legitimate p99 did not hold, and the next step.** The attack is a connection flood as much as a
+slowloris: each of the {loris:,} connections is dropped at the {HEADER_DEADLINE:g} s header deadline and replaced
+at once ({loris_report["dropped"]:,} drops in the phase, about {loris / HEADER_DEADLINE:,.0f} new connections a
+second), and the one worker's core accepts, parses and times out every one of them beside its viewers'
+writes. Nothing is lost and no one is locked out (newcomers above), but fan-outs wait their turn. Next: in
+production nginx sits in front (`deploy/nginx.conf`) and holds slow headers itself, so gunicorn never sees
+them; without a proxy, a per-address connection cap at accept would turn the flood away before it costs a
+greenlet.
+"""
     return common.result(
         "slow_clients",
         title="Slowloris and never-reading clients",
