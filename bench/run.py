@@ -213,8 +213,9 @@ class Served:
     log: Callable[[], str] = lambda: ""
 
 
-def start_orion(workload: str, work: Path, name: str, cfg: argparse.Namespace) -> Served:
-    env = {
+def orion_env(work: Path) -> dict[str, str]:
+    """The settings every benchmark round runs orion with (its files in ``work``)."""
+    return {
         "ORION_HEARTBEAT": "15",
         "ORION_STATS": "1",
         # The self-host identity: every request acts as the one owner, no sign-in (app/belt/auth.py).
@@ -224,8 +225,11 @@ def start_orion(workload: str, work: Path, name: str, cfg: argparse.Namespace) -
         # Room for 10,000 viewers plus the poster and the stats reads (gunicorn.conf.py's
         # default is 10,000: at N = 10,000 the stats request would wait in the accept queue).
         "ORION_WORKER_CONNECTIONS": "12000",
-        **probe_env(name),
     }
+
+
+def start_orion(workload: str, work: Path, name: str, cfg: argparse.Namespace) -> Served:
+    env = {**orion_env(work), **probe_env(name)}
     if cfg.server_gc:
         env["BENCH_GC_THRESHOLD"] = cfg.server_gc
     server = LiveServer(work / "app.sqlite", env=env, app=ORION_APPS[workload])

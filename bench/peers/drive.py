@@ -80,20 +80,10 @@ def drive_client(
 
 def start_orion(folder: Path, workload: str) -> tuple[str, int, Any, Any]:
     """orion under real gunicorn, seeded as ``bench.run`` does (B: ``bench.board.wsgi:app``)."""
-    from bench.run import post_json
+    from bench.run import ORION_APPS, orion_env, post_json
     from tests.support.server import LiveServer
 
-    env = {
-        "ORION_HEARTBEAT": "15",
-        "ORION_STATS": "1",
-        "ORION_AUTH": "local",
-        "ORION_IDENTITY_FILE": str(folder / "identity.json"),
-        "ORION_AUDIT_JSONL": str(folder / "audit.jsonl"),
-        # Room for 10,000 viewers plus the poster and the stats reads (gunicorn.conf.py's
-        # default is 10,000: at N = 10,000 the stats request would wait in the accept queue).
-        "ORION_WORKER_CONNECTIONS": "12000",
-    }
-    server = LiveServer(folder / "app.sqlite", env=env, app="bench.board.wsgi:app" if workload == "B" else "wsgi:app")
+    server = LiveServer(folder / "app.sqlite", env=orion_env(folder), app=ORION_APPS[workload])
     server.start(timeout=60)
     if workload == "T":
         for title in todos_seed():
