@@ -73,6 +73,7 @@ import gevent  # noqa: E402
 import gevent.event  # noqa: E402
 import gevent.lock  # noqa: E402
 
+from bench.chunked import Chunked  # noqa: E402
 from bench.workloads import board_marker  # noqa: E402
 from bench.workloads import todos_marker as marker  # noqa: E402  (the name split_client imports)
 
@@ -167,18 +168,16 @@ class Viewer:
         "capture",
         "chunk_out",
         "chunked",
+        "chunks",
         "closed",
         "decompressor",
         "error",
         "index",
         "marks",
-        "need",
         "payload",
-        "pending",
         "ready",
         "round",
         "seen_k",
-        "skip",
         "sock",
         "tail",
         "wire",
@@ -191,9 +190,7 @@ class Viewer:
         # identity: no decompressor at all (a brotli.Decompressor holds its window, ~100s of KB).
         self.decompressor = brotli.Decompressor() if encoding == "br" else None
         self.chunked = True
-        self.need = 0  # payload bytes left in the current chunk
-        self.skip = 0  # CRLF bytes left after a chunk's payload
-        self.pending = b""  # an incomplete chunk-size line
+        self.chunks = Chunked()  # the response body's framing
         self.tail = b""  # the end of the previous output, for a marker split across reads
         self.seen_k = -1
         self.armed = -3  # the target whose needle arrived, its event not yet complete
@@ -256,33 +253,7 @@ class Viewer:
     def feed(self, data: bytes, t: float) -> None:
         """Consume received bytes: chunk sizes, payloads, the CRLF after each payload."""
         self.wire += len(data)
-        buf = self.pending + data if self.pending else data
-        self.pending = b""
-        pos, end = 0, len(buf)
-        while pos < end:
-            if self.need:
-                take = min(self.need, end - pos)
-                self.on_payload(buf[pos : pos + take], t)
-                self.need -= take
-                pos += take
-                if not self.need:
-                    self.skip = 2
-                    self.on_chunk_end()
-                continue
-            if self.skip:
-                take = min(self.skip, end - pos)
-                self.skip -= take
-                pos += take
-                continue
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                self.pending = buf[pos:]
-                return
-            size = int(buf[pos:eol].split(b";", 1)[0], 16)
-            pos = eol + 2
-            if size == 0:  # the last chunk: the server ended the stream
-                return
-            self.need = size
+        self.chunks.feed(data, t, self.on_payload, self.on_chunk_end)
 
     def on_payload(self, data: bytes, t: float) -> None:
         self.payload += len(data)
@@ -326,7 +297,7 @@ class Viewer:
         self.marks.append((rnd.k, self.wire, self.payload))
         rnd.arrived(self.index, t)
 
-    def on_chunk_end(self) -> None:
+    def on_chunk_end(self, t: float) -> None:
         if self.capture is not None:
             self.capture.append(b"".join(self.chunk_out))
             self.chunk_out = []
@@ -552,6 +523,7 @@ class LoopViewer:
         "capture",
         "chunk_out",
         "chunked",
+        "chunks",
         "closed",
         "decompressor",
         "error",
@@ -560,13 +532,10 @@ class LoopViewer:
         "index",
         "loop",
         "marks",
-        "need",
         "payload",
-        "pending",
         "ready",
         "round",
         "seen_k",
-        "skip",
         "sock",
         "tail",
         "view",
@@ -584,9 +553,7 @@ class LoopViewer:
         self.chunked = True
         self.head = b""
         self.inbox: list[tuple[bytes, float]] = []  # bytes read, not yet decoded, and when
-        self.need = 0
-        self.skip = 0
-        self.pending = b""
+        self.chunks = Chunked()
         self.tail = b""
         self.seen_k = -1
         self.armed = -3
@@ -651,12 +618,11 @@ class LoopViewer:
             self.chunked = check_head(head, self.decompressor is not None)
             self.loop.handlers[self.sock.fileno()] = self.on_body
             if rest:
-                view = memoryview(rest)
                 if self.chunked:
-                    self.feed(rest, view, len(rest), time.monotonic())
+                    self.feed(rest, time.monotonic())
                 else:
                     self.wire += len(rest)
-                    self.on_payload(view, time.monotonic())
+                    self.on_payload(rest, time.monotonic())
         except (OSError, ValueError, brotli.error) as exc:
             self.fail(exc)
 
@@ -690,51 +656,24 @@ class LoopViewer:
                 return
             try:
                 if self.chunked:
-                    self.feed(data, memoryview(data), len(data), t)
+                    self.feed(data, t)
                 else:
                     self.wire += len(data)
-                    self.on_payload(memoryview(data), t)
+                    self.on_payload(data, t)
             except (ValueError, brotli.error) as exc:
                 self.fail(exc)
 
-    def feed(self, data: bytes | bytearray, view: memoryview, end: int, t: float) -> None:
-        """``Viewer.feed`` on ``data[:end]`` (``view`` is ``data``'s memoryview)."""
-        self.wire += end
-        if self.pending:
-            data = self.pending + bytes(view[:end])
-            view = memoryview(data)
-            end = len(data)
-            self.pending = b""
-        pos = 0
-        while pos < end:
-            need = self.need
-            if need:
-                take = need if need <= end - pos else end - pos
-                self.on_payload(view[pos : pos + take], t)
-                pos += take
-                self.need = need = need - take
-                if not need:
-                    self.skip = 2
-                    if self.capture is not None:
-                        self.capture.append(b"".join(self.chunk_out))
-                        self.chunk_out = []
-                continue
-            if self.skip:
-                take = self.skip if self.skip <= end - pos else end - pos
-                self.skip -= take
-                pos += take
-                continue
-            eol = data.find(b"\r\n", pos, end)
-            if eol < 0:
-                self.pending = bytes(view[pos:end])
-                return
-            size = int(data[pos:eol].split(b";", 1)[0], 16)
-            pos = eol + 2
-            if size == 0:  # the last chunk: the server ended the stream
-                return
-            self.need = size
+    def feed(self, data: bytes, t: float) -> None:
+        """``Viewer.feed``: chunk sizes, payloads, the CRLF after each payload."""
+        self.wire += len(data)
+        self.chunks.feed(data, t, self.on_payload, self.on_chunk_end)
 
-    def on_payload(self, data: memoryview, t: float) -> None:
+    def on_chunk_end(self, t: float) -> None:
+        if self.capture is not None:
+            self.capture.append(b"".join(self.chunk_out))
+            self.chunk_out = []
+
+    def on_payload(self, data: bytes, t: float) -> None:
         self.payload += len(data)
         decompressor = self.decompressor
         if decompressor is None:

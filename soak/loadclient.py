@@ -49,6 +49,8 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
+from bench.chunked import Chunked
+
 LIST = b'id="todo-list"'  # the todo list region: a frame holding it is a complete render
 LIST_END = b"</ul>"
 REQUEST = (
@@ -110,6 +112,7 @@ class Viewer:
     """One SSE connection: chunked decoding, brotli, one decoded frame per chunk."""
 
     __slots__ = (
+        "chunks",
         "closed",
         "decompressor",
         "digest",
@@ -119,12 +122,9 @@ class Viewer:
         "history",
         "last_list",
         "light",
-        "need",
         "on_frame",
         "opening",
         "payload",
-        "pending",
-        "skip",
         "sock",
         "t_connect",
         "t_first",
@@ -143,9 +143,7 @@ class Viewer:
         self.payload = 0  # brotli bytes received (chunk framing excluded)
         self.opening = b""  # the digest at the first complete frame: equal openings, one lane
         self.history: list[tuple[int, float]] | None = None  # a light viewer's (payload, t) per chunk
-        self.need = 0  # payload bytes left in the current chunk
-        self.skip = 0  # CRLF bytes left after a chunk's payload
-        self.pending = b""  # an incomplete chunk-size line
+        self.chunks = Chunked()  # the response body's framing
         self.frame: list[bytes] = []  # the current chunk's decoded pieces
         self.first = gevent.event.Event()  # set at the first complete frame (or on failure)
         self.t_connect = 0.0
@@ -196,42 +194,18 @@ class Viewer:
 
     def feed(self, data: bytes, t: float) -> None:
         """Consume received bytes: chunk sizes, payloads, the CRLF after each payload."""
-        buf = self.pending + data if self.pending else data
-        self.pending = b""
-        pos, end = 0, len(buf)
-        while pos < end:
-            if self.need:
-                take = min(self.need, end - pos)
-                piece = buf[pos : pos + take]
-                self.digest.update(piece)
-                self.payload += take
-                if not self.light or self.t_first is None:
-                    out = self.decompressor.process(piece)
-                    # brotli 1.2 may keep output back until asked again (google/brotli#1396).
-                    while more := self.decompressor.process(b""):
-                        out += more
-                    if out:
-                        self.frame.append(out)
-                self.need -= take
-                pos += take
-                if not self.need:
-                    self.skip = 2
-                    self.chunk_done(t)
-                continue
-            if self.skip:
-                take = min(self.skip, end - pos)
-                self.skip -= take
-                pos += take
-                continue
-            eol = buf.find(b"\r\n", pos)
-            if eol < 0:
-                self.pending = buf[pos:]
-                return
-            size = int(buf[pos:eol].split(b";", 1)[0], 16)
-            pos = eol + 2
-            if size == 0:  # the last chunk: the server ended the stream
-                return
-            self.need = size
+        self.chunks.feed(data, t, self.on_payload, self.chunk_done)
+
+    def on_payload(self, piece: bytes, t: float) -> None:
+        self.digest.update(piece)
+        self.payload += len(piece)
+        if not self.light or self.t_first is None:
+            out = self.decompressor.process(piece)
+            # brotli 1.2 may keep output back until asked again (google/brotli#1396).
+            while more := self.decompressor.process(b""):
+                out += more
+            if out:
+                self.frame.append(out)
 
     def chunk_done(self, t: float) -> None:
         if self.history is not None:
