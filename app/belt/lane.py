@@ -60,6 +60,8 @@ BACKLOG = 512 * 1024
 #: A lane takes newcomers while it has sent only its opening and at most this many heartbeats.
 JOINABLE_HEARTBEATS = 64
 _UNSEEN = object()
+#: What every stream opens with (so the headers leave and proxies see a live stream).
+GREETING = sse.comment("orion live").encode()
 
 Entry = tuple[bytes, int, bool]  # (bytes to write, uncompressed length, is a frame)
 
@@ -135,9 +137,8 @@ class Lane:
         self._unsubscribe = subscribe_all(self._watchables(), self.wake.set)
         try:
             frame = self._frame()
-            greeting = sse.comment("orion live").encode()
             self.encoder = sse.StreamEncoder(self.encoding, lgwin=window(len(frame)))
-            self._append(greeting + frame, is_frame=bool(frame))
+            self._append(GREETING + frame, is_frame=bool(frame))
         except BaseException:
             self.close()
             raise

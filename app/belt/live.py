@@ -325,10 +325,8 @@ class Stream:
     def _alone(self, text: bytes) -> bytes:
         """A whole stream of its own, greeting and ``text``: for endings before any lane."""
         encoder = sse.StreamEncoder(self.encoding)
-        raw = sse.comment("orion live").encode() + text
-        out = encoder.encode(raw) + encoder.close()
-        self._count(raw, out, 1)
-        return out
+        raw = lanes.GREETING + text
+        return self._counted(encoder.encode(raw) + encoder.close(), len(raw), 1)
 
     def _counted(self, data: bytes, raw: int, entries: int) -> bytes:
         """``data``, counted in the fan-out figures (``/_orion/stats``)."""
@@ -337,12 +335,6 @@ class Stream:
         live.raw_bytes += raw
         live.wire_bytes += len(data)
         return data
-
-    def _count(self, raw: bytes, out: bytes, entries: int) -> None:
-        live = self.rt.live
-        live.events += entries
-        live.raw_bytes += len(raw)
-        live.wire_bytes += len(out)
 
     def _open(self, opened: list[Region]) -> None:
         """Run each region's ``on_open``; ``opened`` records whose ``on_close`` is owed."""
