@@ -35,6 +35,7 @@ blocks after the shared state, which any decoder reads whatever came before.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import deque
@@ -182,7 +183,7 @@ class Lane:
         if start == len(self.entries) - 1:
             data, raw, is_frame = self.entries[start]
             return data, raw, 1, int(is_frame)
-        chunk = list(self.entries)[start:]
+        chunk = list(itertools.islice(self.entries, start, None))
         return (
             b"".join(e[0] for e in chunk),
             sum(e[1] for e in chunk),
